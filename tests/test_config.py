@@ -1,0 +1,104 @@
+"""One config: defaults, overrides by file and command line, typing, errors, device choice."""
+import argparse
+
+import pytest
+import yaml
+
+from config import DEFAULT_CONFIG, UserError, available_devices, load_config, setup_device
+from model import DPRNN, count_parameters
+
+
+def test_defaults_are_the_model_zoo_ones():
+    cfg = load_config([], verbose=False)
+    expected = dict(sample_rate=8000, segment=4.0, cv_maxlen=8.0, in_channels=64, out_channels=64,
+                    hidden_channels=128, bn_channels=128, kernel_size=2, rnn_type="LSTM",
+                    norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250, num_spks=2,
+                    batch_size=4, epochs=100, lr=1e-3, l2=1e-5, clip_norm=5.0,
+                    device_target="auto", device_id=0)
+    for key, value in expected.items():
+        assert getattr(cfg, key) == value, key
+        assert type(getattr(cfg, key)) is type(value), key
+    assert count_parameters(DPRNN(**cfg.group("model"))) == 3_650_945
+
+
+def test_every_key_is_one_name_in_one_group():
+    groups = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert set(groups) == {"data", "model", "train", "eval", "export", "device"}
+    keys = [key for group in groups.values() for key in group]
+    assert len(keys) == len(set(keys))
+
+
+def test_command_line_overrides_are_typed():
+    cfg = load_config(["--lr", "2e-3", "--bidirectional", "false", "--num_layers", "3",
+                       "--rnn_type", "GRU", "--segment", "2"], verbose=False)
+    assert (cfg.lr, cfg.bidirectional, cfg.num_layers, cfg.rnn_type) == (2e-3, False, 3, "GRU")
+    assert cfg.segment == 2.0 and type(cfg.segment) is float
+    assert cfg.group("model")["num_layers"] == 3
+
+
+def test_config_file_then_command_line(tmp_path):
+    other = tmp_path / "small.yaml"
+    other.write_text("model:\n  num_layers: 2\n  K: 100\ntrain:\n  lr: 5.0e-4\n")
+    cfg = load_config(["--config_path", str(other), "--K", "50"], verbose=False)
+    assert (cfg.num_layers, cfg.K, cfg.lr, cfg.batch_size) == (2, 50, 5e-4, 4)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model:\n  num_layer: 2\n", "unknown key model.num_layer"),
+    ("modle:\n  K: 2\n", "unknown group 'modle'"),
+    ("model:\n  K: two\n", "K takes a int"),
+    ("model:\n  norm: batch\n", "norm must be one of"),
+    ("model: [1, 2]\n", "must map group names"),
+])
+def test_bad_config_files_are_clear_errors(tmp_path, text, message):
+    other = tmp_path / "bad.yaml"
+    other.write_text(text)
+    with pytest.raises(UserError, match=message):
+        load_config(["--config_path", str(other)], verbose=False)
+
+
+def test_missing_config_file_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="cannot read config .*nothere.yaml"):
+        load_config(["--config_path", str(tmp_path / "nothere.yaml")], verbose=False)
+
+
+@pytest.mark.parametrize("argv, message", [(["--lr", "fast"], "lr takes a float"),
+                                           (["--bidirectional", "maybe"], "bidirectional takes true or false"),
+                                           (["--num_layers", "2.5"], "num_layers takes a int"),
+                                           (["--device_target", "TPU"], "device_target must be one of")])
+def test_bad_values_are_clear_errors(argv, message):
+    with pytest.raises(UserError, match=message):
+        load_config(argv, verbose=False)
+
+
+def test_unknown_option_exits_with_usage(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        load_config(["--num_layer", "2"], verbose=False)
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --num_layer" in capsys.readouterr().err
+
+
+def test_script_arguments_ride_along():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("inputs", nargs="+")
+    parser.add_argument("--ckpt", default="")
+    cfg = load_config(["a.wav", "b.wav", "--ckpt", "x.ckpt", "--K", "20"], parser=parser, verbose=False)
+    assert (cfg.inputs, cfg.ckpt, cfg.K) == (["a.wav", "b.wav"], "x.ckpt", 20)
+
+
+def test_config_is_printed_once(capsys):
+    load_config(["--lr", "0.01"])
+    out = capsys.readouterr().out
+    assert out.count("lr: 0.01") == 1 and out.count("model:") == 1
+
+
+def test_auto_device_is_the_first_available_and_missing_ones_are_refused():
+    available = available_devices()
+    assert available[-1] == "CPU"
+    cfg = load_config([], verbose=False)
+    assert setup_device(cfg) == available[0]
+    for target in ("Ascend", "GPU"):
+        if target not in available:
+            cfg = load_config(["--device_target", target], verbose=False)
+            with pytest.raises(UserError, match=f"{target} was asked for.*only .*CPU"):
+                setup_device(cfg)

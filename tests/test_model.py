@@ -1,0 +1,166 @@
+"""DPRNN model: chunking, norms, layout of the dual-path RNNs, lengths, size, gradients, modes."""
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from model import (DPRNN, ChannelLayerNorm, CumulativeLayerNorm, GlobalLayerNorm, PathRNN,
+                   count_parameters, overlap_add, split_chunks)
+
+SMALL = dict(in_channels=8, out_channels=8, hidden_channels=6, bn_channels=10, num_layers=2, K=16)
+
+
+def tensor(x):
+    return ms.Tensor(np.asarray(x, np.float32))
+
+
+@pytest.mark.parametrize("length", [1, 7, 8, 9, 15, 16, 17, 100, 251])
+@pytest.mark.parametrize("chunk_size", [8, 9, 250])
+def test_chunks_cover_every_frame_twice(pynative, length, chunk_size):
+    x = np.random.default_rng(length).standard_normal((2, 3, length)).astype(np.float32)
+    chunks = split_chunks(tensor(x), chunk_size)
+    back = overlap_add(chunks, length).asnumpy()
+    np.testing.assert_array_equal(back, 2 * x)
+
+
+@pytest.mark.parametrize("length", [5, 250, 251, 1000])
+def test_chunks_start_every_hop(pynative, length):
+    """Chunk s holds frames [s*hop - hop, s*hop - hop + K) of the zero-extended input."""
+    chunk_size, hop = 250, 125
+    x = np.random.default_rng(0).standard_normal((1, 2, length)).astype(np.float32)
+    chunks = split_chunks(tensor(x), chunk_size).asnumpy()
+    assert chunks.shape[2] == chunk_size
+    extended = np.zeros((1, 2, hop + length + 3 * chunk_size), np.float32)
+    extended[:, :, hop:hop + length] = x
+    for s in range(chunks.shape[3]):
+        np.testing.assert_array_equal(chunks[:, :, :, s], extended[:, :, s * hop:s * hop + chunk_size])
+    assert (chunks.shape[3] - 1) * hop + chunk_size >= hop + length + hop  # the end is covered twice
+
+
+def _gln_ref(x, gain, bias):
+    flat = x.reshape(x.shape[0], -1)
+    mean = flat.mean(1)
+    var = flat.var(1)
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    norm = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + 1e-8)
+    cshape = (1, -1) + (1,) * (x.ndim - 2)
+    return norm * gain.reshape(cshape) + bias.reshape(cshape)
+
+
+def _cln_ref(x, gain, bias):
+    out = np.empty_like(x)
+    cshape = (-1,) + (1,) * (x.ndim - 3)
+    for b in range(x.shape[0]):
+        for t in range(x.shape[-1]):
+            seen = x[b, ..., :t + 1]
+            norm = (x[b, ..., t] - seen.mean()) / np.sqrt(seen.var() + 1e-8)
+            out[b, ..., t] = norm * gain.reshape(cshape) + bias.reshape(cshape)
+    return out
+
+
+def _ln_ref(x, gain, bias):
+    moved = np.moveaxis(x, 1, -1)
+    norm = (moved - moved.mean(-1, keepdims=True)) / np.sqrt(moved.var(-1, keepdims=True) + 1e-8)
+    return np.moveaxis(norm * gain + bias, -1, 1)
+
+
+@pytest.mark.parametrize("norm_cls, reference", [(GlobalLayerNorm, _gln_ref),
+                                                 (CumulativeLayerNorm, _cln_ref),
+                                                 (ChannelLayerNorm, _ln_ref)])
+@pytest.mark.parametrize("shape", [(2, 4, 9), (2, 4, 5, 3)])
+def test_norms_match_numpy(pynative, norm_cls, reference, shape):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(np.float32)
+    norm = norm_cls(shape[1])
+    gain, bias = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+    norm.gain.set_data(tensor(gain))
+    norm.bias.set_data(tensor(bias))
+    np.testing.assert_allclose(norm(tensor(x)).asnumpy(), reference(x.astype(np.float64), gain, bias),
+                               rtol=1e-4, atol=1e-4)
+    assert {p.name.split(".")[-1] for p in norm.trainable_params()} == {"gain", "bias"}
+
+
+@pytest.mark.parametrize("along", ["intra", "inter"])
+def test_path_rnn_runs_along_its_axis(pynative, along):
+    """Each sequence (a chunk's K frames, or the S chunks at one position) goes through the RNN alone."""
+    B, D, K, S = 2, 4, 5, 3
+    path = PathRNN(along, D, 3, "LSTM", "ln", bidirectional=True, dropout=0.0)
+    x = np.random.default_rng(2).standard_normal((B, D, K, S)).astype(np.float32)
+    out = path(tensor(x)).asnumpy()
+    for b in range(B):
+        sequences = ([x[b, :, :, s].T for s in range(S)] if along == "intra"
+                     else [x[b, :, k, :].T for k in range(K)])
+        for i, seq in enumerate(sequences):
+            rnn_out, _ = path.rnn(tensor(seq[None]))
+            expected = seq.T + path.norm(path.proj(rnn_out).transpose(0, 2, 1)).asnumpy()[0]
+            got = out[b, :, :, i] if along == "intra" else out[b, :, i, :]
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_default_parameter_count():
+    assert count_parameters(DPRNN()) == 3_650_945
+
+
+@pytest.mark.parametrize("kernel_size, lengths", [(2, [2, 3, 249, 250, 251, 8000, 32001]),
+                                                  (16, [16, 17, 23, 24, 1001])])
+def test_output_length_equals_input_length(pynative, kernel_size, lengths):
+    net = DPRNN(**dict(SMALL, K=250), kernel_size=kernel_size, num_spks=3)
+    net.set_train(False)
+    for length in lengths:
+        mixture = np.random.default_rng(length).standard_normal((2, length)).astype(np.float32)
+        out = net(tensor(mixture)).asnumpy()
+        assert out.shape == (2, 3, length)
+        assert np.isfinite(out).all()
+
+
+def test_unknown_settings_are_rejected():
+    with pytest.raises(ValueError, match="norm"):
+        DPRNN(norm="bn")
+    with pytest.raises(ValueError, match="rnn_type"):
+        DPRNN(rnn_type="lstm")
+    with pytest.raises(ValueError, match="out_channels"):
+        DPRNN(in_channels=64, out_channels=32)
+
+
+@pytest.mark.parametrize("rnn_type, norm", [("LSTM", "gln"), ("GRU", "cln"), ("RNN", "ln")])
+def test_every_parameter_gets_a_finite_nonzero_gradient(pynative, rnn_type, norm):
+    ms.set_seed(3)
+    net = DPRNN(**SMALL, rnn_type=rnn_type, norm=norm)
+    rng = np.random.default_rng(3)
+    mixture, target = tensor(rng.standard_normal((2, 100))), tensor(rng.standard_normal((2, 2, 100)))
+
+    def loss_fn(x):
+        return ((net(x) - target) ** 2).mean()
+
+    params = net.trainable_params()
+    _, grads = ms.value_and_grad(loss_fn, None, params)(mixture)
+    for param, grad in zip(params, grads):
+        grad = grad.asnumpy()
+        assert np.isfinite(grad).all(), param.name
+        assert np.abs(grad).max() > 0, param.name
+
+
+def test_graph_mode_equals_pynative_mode():
+    ms.set_seed(4)
+    net = DPRNN(**SMALL)
+    net.set_train(False)
+    mixture = tensor(np.random.default_rng(4).standard_normal((2, 333)))
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    eager = net(mixture).asnumpy()
+    ms.set_context(mode=ms.GRAPH_MODE)
+    compiled = net(mixture).asnumpy()
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-6)
+
+
+def test_mask_and_decoder_wiring(pynative):
+    """Speaker c's output is the decoder applied to mask c times the encoder output."""
+    net = DPRNN(**SMALL)
+    net.set_train(False)
+    assert isinstance(net.decoder, nn.Conv1dTranspose)
+    mixture = tensor(np.random.default_rng(5).standard_normal((1, 64)))
+    frames = ms.ops.relu(net.encoder(mixture.expand_dims(1)))
+    masks = net.mask_estimator(frames)
+    out = net(mixture).asnumpy()
+    for c in range(2):
+        expected = net.decoder(masks[:, c] * frames).asnumpy()[:, 0]
+        np.testing.assert_allclose(out[:, c], expected, rtol=1e-5, atol=1e-6)
