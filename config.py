@@ -25,6 +25,8 @@ CHOICES = {
     "device_target": ("auto",) + DEVICES,
     "mode": ("graph", "pynative"),
     "file_format": ("MINDIR", "AIR", "ONNX"),
+    "mix_type": ("mix_clean", "mix_both"),
+    "segment_mode": ("fixed", "random"),
 }
 
 
@@ -53,6 +55,14 @@ class Config:
             return self.__dict__["_flat"][key]
         except KeyError:
             raise AttributeError(key) from None
+
+    def updated(self, **changes):
+        """A copy with some settings changed (a script's own decision, not the user's)."""
+        groups = {name: {key: changes.get(key, value) for key, value in group.items()}
+                  for name, group in self._groups.items()}
+        extra = {key: changes.get(key, value) for key, value in self._flat.items()
+                 if all(key not in group for group in groups.values())}
+        return Config(groups, extra)
 
     def group(self, name):
         return dict(self._groups[name])
@@ -126,8 +136,10 @@ def load_config(argv=None, parser=None, verbose=True):
     for name, settings in groups.items():
         for key, default in settings.items():
             owner[key] = name
+            # a bare boolean flag (`--skip_bad`) means true
+            flag = dict(nargs="?", const="true") if isinstance(default, bool) else {}
             parser.add_argument(f"--{key}", default=None, metavar=type(default).__name__.upper(),
-                                help=f"{name}: default {default}")
+                                help=f"{name}: default {default}", **flag)
     args = parser.parse_args(argv)
     if args.config_path != str(DEFAULT_CONFIG):
         _overlay(groups, args.config_path)

@@ -22,3 +22,22 @@ def pynative():
 def graph():
     ms.set_context(mode=ms.GRAPH_MODE)
     yield
+
+
+@pytest.fixture(scope="session")
+def librimix(tmp_path_factory):
+    """A small demo set in LibriMix's layout: 8 train, 3 dev, 3 test mixtures of 2 talkers."""
+    from scripts.make_demo_data import make_librimix
+    return make_librimix(tmp_path_factory.mktemp("demo"), num_spks=2, counts=(8, 3, 3), seed=1,
+                         speakers_per_split=(6, 3, 3))
+
+
+@pytest.fixture(scope="session")
+def prepared(librimix, tmp_path_factory):
+    """`librimix` through preprocess.py: (config, data_dir)."""
+    from config import load_config
+    from preprocess import preprocess
+    out_dir = tmp_path_factory.mktemp("data")
+    cfg = load_config(["--data_dir", str(out_dir), "--shard_num", "2"], verbose=False)
+    preprocess(librimix, out_dir, cfg)
+    return cfg, out_dir

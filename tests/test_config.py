@@ -36,6 +36,11 @@ def test_command_line_overrides_are_typed():
     assert cfg.group("model")["num_layers"] == 3
 
 
+def test_bare_boolean_flag_means_true():
+    assert load_config(["--skip_bad"], verbose=False).skip_bad is True
+    assert load_config(["--skip_bad", "no"], verbose=False).skip_bad is False
+
+
 def test_config_file_then_command_line(tmp_path):
     other = tmp_path / "small.yaml"
     other.write_text("model:\n  num_layers: 2\n  K: 100\ntrain:\n  lr: 5.0e-4\n")

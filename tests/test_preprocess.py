@@ -1,0 +1,174 @@
+"""preprocess.py: both layouts end to end, re-rooting, resampling, and every kind of bad input."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mindspore.dataset as ds
+import numpy as np
+import pytest
+import soundfile as sf
+
+from config import UserError, load_config
+from data import RECORD_COLUMNS, mindrecord_file
+from preprocess import preprocess
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def config(*argv):
+    return load_config(["--shard_num", "2", *argv], verbose=False)
+
+
+def records(data_dir, name):
+    """{mixture_ID: (mixture int16, sources int16 [C, T])} read back from MindRecord."""
+    dataset = ds.MindDataset(mindrecord_file(data_dir, name), columns_list=RECORD_COLUMNS, shuffle=False)
+    out = {}
+    for mixture, sources, length, mixture_id in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
+        out[str(mixture_id)] = (np.frombuffer(mixture, "<i2"),
+                                np.frombuffer(sources, "<i2").reshape(-1, int(length)))
+    return out
+
+
+def csv_rows(root, split, mix_type="mix_clean"):
+    with open(root / "metadata" / f"mixture_{split}_{mix_type}.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def assert_matches_wavs(data_dir, name, expected):
+    """expected: {mixture_ID: (mixture path, [source paths])}; every sample must be equal."""
+    got = records(data_dir, name)
+    assert set(got) == set(expected)
+    for mixture_id, (mix_path, source_paths) in expected.items():
+        mixture, sources = got[mixture_id]
+        np.testing.assert_array_equal(mixture, sf.read(mix_path, dtype="int16")[0])
+        for k, path in enumerate(source_paths):
+            np.testing.assert_array_equal(sources[k], sf.read(path, dtype="int16")[0])
+
+
+def librimix_expected(root, split, mix_type="mix_clean"):
+    return {r["mixture_ID"]: (r["mixture_path"], [r["source_1_path"], r["source_2_path"]])
+            for r in csv_rows(root, split, mix_type)}
+
+
+def test_librimix_layout_end_to_end(prepared, librimix):
+    cfg, data_dir = prepared
+    for split, role, name in (("train-100", "tr", cfg.train_name), ("dev", "cv", cfg.valid_name),
+                              ("test", "tt", cfg.test_name)):
+        expected = librimix_expected(librimix, split)
+        assert_matches_wavs(data_dir, name, expected)
+        manifests = {k: json.loads((data_dir / role / f"{k}.json").read_text()) for k in ("mix", "s1", "s2")}
+        by_id = {r["mixture_ID"]: r for r in csv_rows(librimix, split)}
+        assert [Path(p).stem for p, _ in manifests["mix"]] == sorted(by_id)
+        for k, column in (("mix", "mixture_path"), ("s1", "source_1_path"), ("s2", "source_2_path")):
+            for (path, length), mixture_id in zip(manifests[k], sorted(by_id)):
+                assert Path(path) == Path(by_id[mixture_id][column]).resolve()
+                assert length == int(by_id[mixture_id]["length"]) == sf.info(path).frames
+    assert sorted(p.name for p in data_dir.glob("train.mindrecord*")) == [
+        "train.mindrecord0", "train.mindrecord0.db", "train.mindrecord1", "train.mindrecord1.db"]
+
+
+def test_mix_both_and_moved_folder(librimix, tmp_path):
+    """The CSVs' absolute paths point to where the set was made; a moved copy is re-rooted."""
+    moved = tmp_path / "elsewhere" / "min"
+    shutil.copytree(librimix, moved)
+    cfg = config("--mix_type", "mix_both")
+    summary = preprocess(moved, tmp_path / "out", cfg)
+    expected = {i: (str(moved / "test" / "mix_both" / f"{i}.wav"),
+                    [str(moved / "test" / s / f"{i}.wav") for s in ("s1", "s2")])
+                for i in librimix_expected(librimix, "test", "mix_both")}
+    assert_matches_wavs(tmp_path / "out", cfg.test_name, expected)
+    assert summary["tt"]["utterances"] == 3 and summary["tr"]["dropped"] == 0
+
+
+def make_zoo_layout(librimix, root):
+    for split, role in (("train-100", "tr"), ("dev", "cv"), ("test", "tt")):
+        for r in csv_rows(librimix, split):
+            for sub, column in (("mix", "mixture_path"), ("s1", "source_1_path"), ("s2", "source_2_path")):
+                (root / role / sub).mkdir(parents=True, exist_ok=True)
+                shutil.copy(r[column], root / role / sub / f"{r['mixture_ID']}.wav")
+    return root
+
+
+def test_zoo_layout_end_to_end(librimix, tmp_path):
+    zoo = make_zoo_layout(librimix, tmp_path / "zoo")
+    cfg = config()
+    preprocess(zoo, tmp_path / "out", cfg)
+    expected = {p.stem: (str(p), [str(zoo / "cv" / s / p.name) for s in ("s1", "s2")])
+                for p in (zoo / "cv" / "mix").glob("*.wav")}
+    assert_matches_wavs(tmp_path / "out", cfg.valid_name, expected)
+    assert len(json.loads((tmp_path / "out" / "tr" / "s2.json").read_text())) == 8
+
+
+def test_other_sample_rate_is_resampled(librimix, tmp_path):
+    zoo = make_zoo_layout(librimix, tmp_path / "zoo")
+    victim = sorted((zoo / "tt" / "mix").glob("*.wav"))[0]
+    for sub in ("mix", "s1", "s2"):
+        path = zoo / "tt" / sub / victim.name
+        audio, _ = sf.read(path)
+        sf.write(path, np.repeat(audio, 2), 16000, subtype="FLOAT")
+    summary = preprocess(zoo, tmp_path / "out", config())
+    assert summary["tt"]["resampled_rates"] == [16000]
+    mixture, sources = records(tmp_path / "out", "test.mindrecord")[victim.stem]
+    original = sf.read(librimix / "test" / "mix_clean" / victim.name, dtype="int16")[0]
+    assert len(mixture) == len(original) and sources.shape == (2, len(original))
+    # upsampled by repetition then resampled back: close to the original, not bit-exact
+    assert np.corrcoef(mixture, original)[0, 1] > 0.95
+
+
+def corrupt(kind, path):
+    audio, rate = sf.read(path)
+    if kind == "stereo":
+        sf.write(path, np.stack([audio, audio], 1), rate)
+    elif kind == "garbage":
+        path.write_bytes(b"RIFF not really a wav file" * 10)
+    elif kind == "empty":
+        sf.write(path, np.zeros(0), rate)
+    elif kind == "short":
+        sf.write(path, audio[:-10], rate, subtype="PCM_16")
+    elif kind == "missing":
+        path.unlink()
+
+
+@pytest.mark.parametrize("kind, message", [("stereo", "2 channels"), ("garbage", "unreadable audio"),
+                                           ("empty", "no samples"), ("short", "samples, but its mixture"),
+                                           ("missing", "no such file")])
+def test_bad_files_stop_with_the_file_named_and_nothing_half_written(librimix, tmp_path, kind, message):
+    zoo = make_zoo_layout(librimix, tmp_path / "zoo")
+    victim = sorted((zoo / "cv" / "s2").glob("*.wav"))[1]
+    corrupt(kind, victim)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("earlier work")
+    with pytest.raises(UserError, match=message) as err:
+        preprocess(zoo, out, config())
+    assert str(victim) in str(err.value) and "\n" not in str(err.value)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+    summary = preprocess(zoo, out, config("--skip_bad"))
+    assert summary["cv"]["dropped"] == 1 and summary["cv"]["utterances"] == 2
+    assert victim.stem not in records(out, "valid.mindrecord")
+    assert not any(p.name.startswith(".preprocess") for p in out.iterdir())
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda root: root / "nothere", "no such folder"),
+    (lambda root: root, "neither a LibriMix folder"),
+])
+def test_bad_input_folders(tmp_path, setup, message):
+    with pytest.raises(UserError, match=message):
+        preprocess(setup(tmp_path), tmp_path / "out", config())
+
+
+def test_unknown_split_names_the_csvs_there(librimix, tmp_path):
+    with pytest.raises(UserError, match="mixture_train-360_mix_clean.csv: no such file.*mixture_dev"):
+        preprocess(librimix, tmp_path / "out", config("--train_split", "train-360"))
+
+
+def test_command_line_error_is_one_line_and_non_zero(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "--in_dir", str(tmp_path / "x"),
+                             "--out_dir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: --in_dir {tmp_path / 'x'}: no such folder"
