@@ -27,6 +27,7 @@ CHOICES = {
     "file_format": ("MINDIR", "AIR", "ONNX"),
     "mix_type": ("mix_clean", "mix_both"),
     "segment_mode": ("fixed", "random"),
+    "lr_schedule": ("piecewise", "plateau", "exponential"),
 }
 
 

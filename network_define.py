@@ -1,7 +1,12 @@
-"""The network with its loss: what a training step differentiates."""
+"""The network as scripts use it: built from the config, loaded from a checkpoint, with its loss."""
+from pathlib import Path
+
+import mindspore as ms
 from mindspore import nn
 
+from config import UserError
 from loss import PermutationInvariantSISNR
+from model import DPRNN
 
 
 class DPRNNWithLoss(nn.Cell):
@@ -15,3 +20,39 @@ class DPRNNWithLoss(nn.Cell):
     def construct(self, mixture, lens, sources):
         loss, _, _ = self.loss(self.network(mixture), sources, lens)
         return loss
+
+
+def build_network(cfg):
+    """DPRNN from the config's model group; a setting it cannot build with is a UserError."""
+    try:
+        return DPRNN(**cfg.group("model"))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def load_checkpoint(path):
+    """All entries of a checkpoint file, or a UserError naming the file."""
+    if not Path(path).is_file():
+        raise UserError(f"{path}: no such checkpoint file")
+    try:
+        return ms.load_checkpoint(str(path))
+    except (RuntimeError, ValueError, OSError) as err:
+        raise UserError(f"{path}: not a readable MindSpore checkpoint ({str(err).splitlines()[0]})") from None
+
+
+def load_weights(net, path, entries=None):
+    """Put a checkpoint's weights into `net`, after checking every parameter is there with its shape.
+
+    Extra entries (optimizer moments, training state) are ignored.
+    """
+    entries = load_checkpoint(path) if entries is None else entries
+    for param in net.get_parameters():
+        if param.name not in entries:
+            raise UserError(f"{path} has no {param.name}: it is not a checkpoint of this model "
+                            f"(rnn_type, num_layers, bidirectional?)")
+        saved = tuple(entries[param.name].shape)
+        if saved != tuple(param.shape):
+            raise UserError(f"{path} does not fit the configured model: {param.name} is {saved} there "
+                            f"but {tuple(param.shape)} here: pass the model settings it was trained with "
+                            f"(its config.yaml, via --config_path)")
+    ms.load_param_into_net(net, {p.name: entries[p.name] for p in net.get_parameters()}, strict_load=True)

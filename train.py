@@ -1,0 +1,263 @@
+"""Train DPRNN on preprocess.py's MindRecord files: standalone or data-parallel, resumable.
+
+    python train.py --data_dir data --output_dir outputs [--resume auto] [--max_steps N]
+
+Writes into output_dir: config.yaml, periodic checkpoints dprnn-e{epoch}-s{step}.ckpt (weights,
+Adam moments and the training state), best.ckpt (weights of the best validation SI-SNR),
+train_log.csv and train_curves.png. In data-parallel runs only rank 0 writes.
+"""
+import argparse
+import csv
+import hashlib
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from config import UserError, load_config, run_main, setup_device
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
+from tqdm import tqdm
+
+from data import eval_dataset, mindrecord_file, train_dataset
+from evaluate import mean_si_snr
+from network_define import DPRNNWithLoss, build_network, load_checkpoint, load_weights
+from train_wrapper import TrainOneStep
+
+PIECEWISE_MILESTONES = (15, 45, 75)  # the model zoo's: lr halves at each
+CHECKPOINT = re.compile(r"dprnn-e(\d+)-s(\d+)\.ckpt")
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint so a resumed run continues exactly."""
+    epoch: int = 0            # the epoch in progress (0-based)
+    step_in_epoch: int = 0    # batches of it already taken
+    total_steps: int = 0
+    lr: float = 0.0           # the plateau schedule's current rate
+    best_valid: float = -math.inf
+    epochs_since_best: int = 0
+    history: list = field(default_factory=list)  # one dict per finished epoch (train_log.csv rows)
+
+
+def learning_rate(cfg, state):
+    """The learning rate of epoch `state.epoch` under cfg.lr_schedule."""
+    if cfg.lr_schedule == "piecewise":
+        return cfg.lr * 0.5 ** sum(state.epoch >= m for m in PIECEWISE_MILESTONES)
+    if cfg.lr_schedule == "exponential":
+        return cfg.lr * 0.98 ** (state.epoch // 2)
+    return state.lr
+
+
+def end_epoch(cfg, state, valid_si_snr):
+    """Update best score, plateau rate and patience after an epoch's validation; True to stop early."""
+    if valid_si_snr > state.best_valid:
+        state.best_valid, state.epochs_since_best = valid_si_snr, 0
+    else:
+        state.epochs_since_best += 1
+        if cfg.lr_schedule == "plateau" and state.epochs_since_best % cfg.lr_patience == 0:
+            state.lr *= 0.5
+    state.epoch += 1
+    state.step_in_epoch = 0
+    return 0 < cfg.early_stop_patience <= state.epochs_since_best
+
+
+def init_parallel(cfg):
+    """(rank, group size); initialises the collective backend for data-parallel runs."""
+    if not cfg.distribute:
+        return 0, 1
+    from mindspore.communication import get_group_size, get_rank, init
+    init()
+    ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
+                                 device_num=get_group_size())
+    return get_rank(), get_group_size()
+
+
+def weights_fingerprint(net):
+    """A short hash of all weights: equal across data-parallel ranks that stayed in step."""
+    digest = hashlib.sha256()
+    for param in net.trainable_params():
+        digest.update(param.asnumpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class RunDirectory:
+    """The output folder: checkpoints (atomic), the CSV log and the curves plot. Rank 0 only."""
+
+    def __init__(self, path, keep_checkpoint_max):
+        self.path = Path(path)
+        self.keep = keep_checkpoint_max
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def checkpoints(self):
+        """Periodic checkpoints, oldest first."""
+        found = [(int(m[2]), int(m[1]), p) for p in self.path.glob("dprnn-e*-s*.ckpt")
+                 if (m := CHECKPOINT.fullmatch(p.name))]
+        return [p for _, _, p in sorted(found)]
+
+    def _save(self, cell, name, state):
+        # written under a temporary name and renamed: a kill never leaves a torn checkpoint behind
+        tmp = self.path / f".{name}.partial.ckpt"
+        extra = {k: v for k, v in asdict(state).items() if k != "history"}
+        ms.save_checkpoint(cell, str(tmp), append_dict={k: float(v) if isinstance(v, float) else v
+                                                         for k, v in extra.items()})
+        os.replace(tmp, self.path / name)
+
+    def save_state(self, train_step, state):
+        self._save(train_step, f"dprnn-e{state.epoch:03d}-s{state.total_steps:08d}.ckpt", state)
+        for old in self.checkpoints()[:-self.keep]:
+            old.unlink()
+
+    def save_best(self, net, state):
+        self._save(net, "best.ckpt", state)
+
+    def write_log(self, history):
+        tmp = self.path / ".train_log.csv.partial"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        os.replace(tmp, self.path / "train_log.csv")
+        self._plot(history)
+
+    def _plot(self, history):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        epochs = [row["epoch"] for row in history]
+        fig, ax = plt.subplots(figsize=(6, 4))
+        ax.plot(epochs, [row["train_si_snr"] for row in history], "o-", label="train")
+        ax.plot(epochs, [row["valid_si_snr"] for row in history], "s-", label="valid")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("SI-SNR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(self.path / ".train_curves.partial.png")
+        plt.close(fig)
+        os.replace(self.path / ".train_curves.partial.png", self.path / "train_curves.png")
+
+
+def resume_path(cfg, run_dir):
+    if cfg.resume != "auto":
+        return Path(cfg.resume)
+    found = run_dir.checkpoints()
+    return found[-1] if found else None
+
+
+def restore(train_step, path, state):
+    """Weights, Adam moments and the training state from a checkpoint written by RunDirectory."""
+    entries = load_checkpoint(path)
+    if "global_step" not in entries or "step_in_epoch" not in entries:
+        raise UserError(f"{path} holds weights only, not a training state to resume; start "
+                        f"from it with evaluate/export, or resume from a dprnn-e*-s*.ckpt")
+    load_weights(train_step.network.network, path, entries)
+    ms.load_param_into_net(train_step.optimizer, entries)
+    for f in fields(TrainState):
+        if f.name in entries:
+            value = entries[f.name].asnumpy().item()
+            setattr(state, f.name, type(getattr(state, f.name))(value))
+
+
+def read_history(run_dir, epochs_done):
+    log = run_dir.path / "train_log.csv"
+    if not log.is_file():
+        return []
+    with open(log, newline="") as f:
+        rows = [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [row for row in rows if row["epoch"] <= epochs_done]
+
+
+def train(cfg):
+    """The whole run; returns the final TrainState."""
+    target = setup_device(cfg)
+    rank, group_size = init_parallel(cfg)
+    ms.set_seed(cfg.seed)
+    train_path = mindrecord_file(cfg.data_dir, cfg.train_name)
+    valid_data = eval_dataset(mindrecord_file(cfg.data_dir, cfg.valid_name), cfg.num_spks,
+                              max_samples=int(cfg.cv_maxlen * cfg.sample_rate))
+    net = build_network(cfg)
+    optimizer = nn.Adam(net.trainable_params(), learning_rate=ms.Tensor(cfg.lr, ms.float32),
+                        weight_decay=cfg.l2)
+    train_step = TrainOneStep(DPRNNWithLoss(net, cfg.num_spks), optimizer, cfg.clip_norm)
+    train_step.set_train(True)
+    state = TrainState(lr=cfg.lr)
+    run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max)
+    if cfg.resume and (path := resume_path(cfg, run_dir)):
+        restore(train_step, path, state)
+        state.history = read_history(run_dir, state.epoch)
+        print(f"resumed from {path}: epoch {state.epoch + 1}, step {state.step_in_epoch} of it, "
+              f"{state.total_steps} steps in all", flush=True)
+    is_chief = rank == 0
+    if is_chief:
+        (run_dir.path / "config.yaml").write_text(str(cfg) + "\n")
+    print(f"training on {target} ({group_size} process{'es' if group_size > 1 else ''}), "
+          f"{sum(p.size for p in net.trainable_params()):,} parameters", flush=True)
+
+    while state.epoch < cfg.epochs and not (cfg.max_steps and state.total_steps >= cfg.max_steps):
+        lr = learning_rate(cfg, state)
+        optimizer.learning_rate.set_data(ms.Tensor(lr, ms.float32))
+        dataset, info = train_dataset(train_path, cfg, state.epoch, group_size, rank)
+        steps = info["num_segments"] // cfg.batch_size
+        epoch_loss, epoch_steps, skipped, started = 0.0, 0, 0, time.time()
+        bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                   unit="step", disable=not is_chief, dynamic_ncols=True)
+        for batch in dataset.skip(state.step_in_epoch).create_tuple_iterator(num_epochs=1):
+            step_started = time.time()
+            loss, grad_norm = train_step(*batch)
+            loss, grad_norm = float(loss.asnumpy()), float(grad_norm.asnumpy())
+            if math.isfinite(loss) and math.isfinite(grad_norm):
+                epoch_loss += loss
+                epoch_steps += 1
+            else:
+                skipped += 1
+                tqdm.write(f"step {state.total_steps + 1}: non-finite loss or gradient, update skipped")
+            state.step_in_epoch += 1
+            state.total_steps += 1
+            step_time = time.time() - step_started
+            bar.set_postfix(loss=f"{loss:.3f}", si_snr=f"{-loss:.2f}", lr=f"{lr:.2e}",
+                            step_s=f"{step_time:.2f}", samples_s=f"{cfg.batch_size * group_size / step_time:.1f}")
+            bar.update(1)
+            if is_chief and cfg.save_checkpoint_steps and state.total_steps % cfg.save_checkpoint_steps == 0:
+                run_dir.save_state(train_step, state)
+            if cfg.max_steps and state.total_steps >= cfg.max_steps:
+                break
+        bar.close()
+        if state.step_in_epoch < steps:  # stopped by max_steps inside the epoch
+            if is_chief:
+                run_dir.save_state(train_step, state)
+            break
+        valid = mean_si_snr(net, valid_data, cfg.num_spks)
+        improved = valid > state.best_valid
+        stop = end_epoch(cfg, state, valid)
+        train_si_snr = -epoch_loss / max(epoch_steps, 1)
+        state.history.append({"epoch": state.epoch, "train_si_snr": round(train_si_snr, 4),
+                              "valid_si_snr": round(valid, 4), "lr": lr, "steps": epoch_steps,
+                              "skipped_steps": skipped, "seconds": round(time.time() - started, 1)})
+        if is_chief:
+            if improved:
+                run_dir.save_best(net, state)
+            run_dir.save_state(train_step, state)
+            run_dir.write_log(state.history)
+        print(f"epoch {state.epoch}/{cfg.epochs}: train SI-SNR {train_si_snr:.2f} dB, valid SI-SNR "
+              f"{valid:.2f} dB{' (best)' if improved else ''}, lr {lr:.2e}, {epoch_steps} steps"
+              f"{f', {skipped} skipped' if skipped else ''}, {time.time() - started:.0f} s", flush=True)
+        if stop:
+            print(f"early stop: no better validation SI-SNR for {state.epochs_since_best} epochs")
+            break
+    print(f"rank {rank} final weights {weights_fingerprint(net)} after {state.total_steps} steps",
+          flush=True)
+    return state
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    train(load_config(argv, parser))
+
+
+if __name__ == "__main__":
+    run_main(main)
