@@ -172,5 +172,7 @@ def setup_device(cfg):
     mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE
     # GRU and RNN cells unroll into nested calls that exceed graph mode's default depth of 1000.
     ms.set_context(mode=mode, max_call_depth=10000)
-    ms.set_device(target, cfg.device_id)
+    # in data-parallel runs msrun and the rank-table launcher give each process its device
+    device_id = int(os.environ.get("DEVICE_ID", cfg.device_id)) if cfg.distribute else cfg.device_id
+    ms.set_device(target, device_id)
     return target

@@ -81,6 +81,16 @@ NORMS = {"gln": GlobalLayerNorm, "cln": CumulativeLayerNorm, "ln": ChannelLayerN
 RNNS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
 
 
+def pad_last_axis(x, left, right):
+    """Zeros before and after the last axis.
+
+    The Pad primitive rather than ops.pad: in MindSpore 2.10's CPU graph mode the gradient of
+    ops.pad (PadV3) changes from one call to the next at the same inputs, silently corrupting
+    training; concatenating zeros instead breaks the LSTM's gradient there.
+    """
+    return ops.Pad(((0, 0),) * (x.ndim - 1) + ((left, right),))(x)
+
+
 def split_chunks(x, chunk_size):
     """Cut frames into chunks of K with hop K/2, zero-padded so every frame lies in two chunks.
 
@@ -89,7 +99,7 @@ def split_chunks(x, chunk_size):
     batch, channels, length = x.shape
     hop = chunk_size // 2
     gap = chunk_size - (hop + length % chunk_size) % chunk_size
-    x = ops.pad(x, (hop, gap + hop))
+    x = pad_last_axis(x, hop, gap + hop)
     first = x[:, :, :-hop].reshape(batch, channels, -1, chunk_size)
     second = x[:, :, hop:].reshape(batch, channels, -1, chunk_size)
     chunks = ops.concat([first, second], axis=3).reshape(batch, channels, -1, chunk_size)
@@ -217,8 +227,7 @@ class DPRNN(nn.Cell):
     def construct(self, mixture):
         batch, length = mixture.shape
         pad = (self.stride - (length - self.kernel_size) % self.stride) % self.stride
-        if pad:
-            mixture = ops.pad(mixture, (0, pad))
+        mixture = pad_last_axis(mixture, 0, pad)
         frames = ops.relu(self.encoder(mixture.expand_dims(1)))      # [B, N, L]
         masks = self.mask_estimator(frames)                           # [B, C, N, L]
         masked = (masks * frames.expand_dims(1)).reshape(batch * self.num_spks, -1, frames.shape[-1])

@@ -10,6 +10,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import mindspore as ms  # noqa: E402
 import pytest  # noqa: E402
 
+# The device must be chosen before any kernel runs; scripts do it in config.setup_device.
+ms.set_device("CPU", 0)
+
 
 @pytest.fixture
 def pynative():

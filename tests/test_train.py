@@ -1,0 +1,184 @@
+"""train.py: schedules, learning, resume after SIGKILL, data-parallel equivalence, bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn, ops
+
+from config import UserError, load_config
+from data import eval_dataset, mindrecord_file, train_dataset
+from evaluate import mean_si_snr
+from network_define import DPRNNWithLoss, build_network, load_checkpoint, load_weights
+from train import TrainState, end_epoch, learning_rate, train
+from train_wrapper import TrainOneStep
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
+        "--num_layers", "1", "--K", "20", "--kernel_size", "16", "--segment", "1", "--batch_size", "2"]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """Two training mixtures, one validation, one test: (librimix root, data_dir)."""
+    from preprocess import preprocess
+    from scripts.make_demo_data import make_librimix
+    work = tmp_path_factory.mktemp("tiny")
+    root = make_librimix(work / "librimix", counts=(2, 1, 1), seed=3, speakers_per_split=(4, 2, 2))
+    preprocess(root, work / "data", load_config(["--shard_num", "1"], verbose=False))
+    return root, work / "data"
+
+
+def run_config(data_dir, out_dir, *argv):
+    return load_config(["--data_dir", str(data_dir), "--output_dir", str(out_dir), "--device_target", "CPU",
+                        *argv], verbose=False)
+
+
+@pytest.mark.parametrize("epoch, factor", [(0, 1), (14, 1), (15, 0.5), (44, 0.5), (45, 0.25), (74, 0.25),
+                                           (75, 0.125), (99, 0.125)])
+def test_piecewise_is_the_model_zoo_schedule(epoch, factor):
+    cfg = load_config(["--lr", "0.002"], verbose=False)
+    assert learning_rate(cfg, TrainState(epoch=epoch)) == pytest.approx(0.002 * factor)
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2, 3, 10, 57])
+def test_exponential_is_098_every_two_epochs(epoch):
+    cfg = load_config(["--lr_schedule", "exponential"], verbose=False)
+    assert learning_rate(cfg, TrainState(epoch=epoch)) == pytest.approx(1e-3 * 0.98 ** (epoch // 2))
+
+
+def test_plateau_halves_after_patience_and_early_stop_follows_best():
+    cfg = load_config(["--lr_schedule", "plateau", "--lr_patience", "2", "--early_stop_patience", "5"],
+                      verbose=False)
+    state = TrainState(lr=cfg.lr)
+    scores = [1.0, 2.0, 1.5, 1.9, 1.8, 2.5, 2.4, 2.3, 2.2, 2.1, 2.0]
+    rates, stops = [], []
+    for score in scores:
+        rates.append(learning_rate(cfg, state))
+        stops.append(end_epoch(cfg, state, score))
+    # no improvement after epochs 3-4 (halve after the 2nd), best again at 6, then 2 and 4 bad epochs
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-3, 1e-3, 5e-4, 5e-4, 5e-4, 5e-4, 2.5e-4, 2.5e-4, 1.25e-4])
+    assert stops == [False] * 10 + [True]
+    assert state.best_valid == 2.5 and state.epoch == 11
+
+
+def test_a_short_run_overfits_a_few_mixtures_by_10_db(tiny_data, tmp_path):
+    _, data_dir = tiny_data
+    cfg = run_config(data_dir, tmp_path, "--in_channels", "64", "--out_channels", "64", "--hidden_channels", "64",
+                     "--bn_channels", "64", "--num_layers", "2", "--K", "50", "--kernel_size", "16",
+                     "--segment", "1", "--batch_size", "4", "--lr", "0.003", "--epochs", "30",
+                     "--save_checkpoint_steps", "0")
+    train_utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
+    ms.set_seed(cfg.seed)
+    before = mean_si_snr(build_network(cfg), train_utterances, 2)
+    state = train(cfg)
+    trained = build_network(cfg)
+    final = sorted(tmp_path.glob("dprnn-e*.ckpt"))[-1]
+    load_weights(trained, final)
+    after = mean_si_snr(trained, train_utterances, 2)
+    assert after > before + 10, (before, after)
+    log = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert log[0] == "epoch,train_si_snr,valid_si_snr,lr,steps,skipped_steps,seconds"
+    assert len(log) == 1 + state.epoch and (tmp_path / "train_curves.png").stat().st_size > 1000
+    assert (tmp_path / "best.ckpt").is_file() and "num_layers: 2" in (tmp_path / "config.yaml").read_text()
+
+
+def train_command(data_dir, out_dir, *argv):
+    return [sys.executable, str(ROOT / "train.py"), "--data_dir", str(data_dir), "--output_dir", str(out_dir),
+            "--device_target", "CPU", *TINY, *argv]
+
+
+def checkpoint_arrays(path):
+    return {k: v.asnumpy() for k, v in load_checkpoint(path).items() if hasattr(v, "asnumpy")}
+
+
+def test_killed_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
+    _, data_dir = tiny_data
+    argv = ["--max_steps", "40", "--save_checkpoint_steps", "4"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    subprocess.run(train_command(data_dir, tmp_path / "straight", *argv), check=True, env=env,
+                   capture_output=True)
+
+    killed_dir = tmp_path / "killed"
+    process = subprocess.Popen(train_command(data_dir, killed_dir, *argv), env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list(killed_dir.glob("dprnn-e*-s*.ckpt")) and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    done = sorted(killed_dir.glob("dprnn-e*-s*.ckpt"))
+    assert done and not done[-1].name.endswith("s00000040.ckpt")  # killed part-way
+
+    resumed = subprocess.run(train_command(data_dir, killed_dir, *argv, "--resume", "auto"), env=env,
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stdout
+    straight = checkpoint_arrays(sorted((tmp_path / "straight").glob("dprnn-e*-s00000040.ckpt"))[0])
+    again = checkpoint_arrays(sorted(killed_dir.glob("dprnn-e*-s00000040.ckpt"))[0])
+    assert straight.keys() == again.keys()
+    for name in straight:
+        np.testing.assert_allclose(again[name], straight[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_two_data_parallel_workers_equal_one_process_on_both_shards(tiny_data, tmp_path):
+    _, data_dir = tiny_data
+    steps = 3
+    env = dict(os.environ, PYTHON=sys.executable, LOG_DIR=str(tmp_path / "logs"), MASTER_PORT="8131")
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_distribute_train.sh"), "2", "true", "none",
+                             str(data_dir), "--output_dir", str(tmp_path / "out"), "--device_target", "CPU",
+                             "--max_steps", str(steps), *TINY], env=env, capture_output=True, text=True,
+                            timeout=600)
+    logs = [(tmp_path / "logs" / f"worker_{r}.log").read_text() for r in (0, 1)]
+    assert result.returncode == 0, logs[0][-3000:]
+    fingerprints = [line.split()[4] for log in logs for line in log.splitlines() if "final weights" in line]
+    assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+
+    cfg = run_config(data_dir, tmp_path, *TINY)
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_seed(cfg.seed)
+    net = build_network(cfg)
+    step = TrainOneStep(DPRNNWithLoss(net, 2), nn.Adam(net.trainable_params(), cfg.lr, weight_decay=cfg.l2),
+                        cfg.clip_norm)
+    path = mindrecord_file(data_dir, cfg.train_name)
+    shards = [train_dataset(path, cfg, 0, 2, r)[0].create_tuple_iterator(num_epochs=1) for r in (0, 1)]
+    for _, (first, second) in zip(range(steps), zip(*shards)):
+        step(*[ops.concat([a, b]) for a, b in zip(first, second)])
+    saved = load_checkpoint(sorted((tmp_path / "out").glob("dprnn-e*-s*.ckpt"))[-1])
+    # one Adam step moves a weight by about lr (1e-3): 1e-5 is float noise, not a missed update
+    for param in net.trainable_params():
+        np.testing.assert_allclose(saved[param.name].asnumpy(), param.asnumpy(), rtol=0, atol=1e-5,
+                                   err_msg=param.name)
+
+
+def test_missing_data_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="no MindRecord file here; run `python preprocess.py"):
+        train(run_config(tmp_path / "nothing", tmp_path / "out"))
+
+
+def test_checkpoint_of_another_model_is_a_clear_error(tiny_data, tmp_path):
+    _, data_dir = tiny_data
+    ckpt = tmp_path / "other.ckpt"
+    ms.save_checkpoint(build_network(run_config(data_dir, tmp_path, *TINY)), str(ckpt))
+    wider = run_config(data_dir, tmp_path, *TINY, "--bn_channels", "24")
+    with pytest.raises(UserError, match="does not fit the configured model: .* is \\(.*\\) there but"):
+        load_weights(build_network(wider), ckpt)
+    with pytest.raises(UserError, match="holds weights only"):
+        train(run_config(data_dir, tmp_path / "out", *TINY, "--resume", str(ckpt)))
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="junk.ckpt: not a readable MindSpore checkpoint"):
+        load_weights(build_network(wider), tmp_path / "junk.ckpt")
+
+
+def test_unavailable_device_is_one_line_and_exit_1(tiny_data, tmp_path):
+    _, data_dir = tiny_data
+    command = train_command(data_dir, tmp_path)
+    command[command.index("CPU")] = "Ascend"
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("error: device_target Ascend was asked for")
