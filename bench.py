@@ -1,20 +1,31 @@
 """Benchmarks, one measurement per process, each printing one JSON line.
 
     python bench.py data [--data_dir data] [--passes 3]   # training segments/s read from MindRecord
+    python bench.py train --batch 1 --seconds 4 [--steps 3]  # s/step, samples/s, peak memory
 
-Without MindRecord files in data_dir, `data` first makes the demo LibriMix set and preprocesses it
-into a temporary folder.
+`data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
+into a temporary folder. `train` times graph-mode training steps (forward, PIT SI-SNR loss, backward,
+clipping, Adam) of the configured model on random data, the first step (compilation) apart, in the
+JSON shape of ../shared/peer/bench_asteroid.py so the two can be compared side by side.
 """
 import argparse
 import json
+import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from config import UserError, load_config, run_main
+from config import UserError, load_config, run_main, setup_device
+
+import mindspore as ms
+import numpy as np
+from mindspore import nn
 
 from data import mindrecord_file, train_dataset
+from network_define import DPRNNWithLoss, build_network
 from preprocess import preprocess
+from train_wrapper import TrainOneStep
 
 
 def bench_data(cfg, epochs):
@@ -37,6 +48,33 @@ def bench_data(cfg, epochs):
             "num_workers": cfg.num_workers, "passes": epochs, "segments_per_epoch": info["num_segments"]}
 
 
+def peak_rss_gb():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def bench_train(cfg, batch, seconds, steps):
+    """Seconds per training step of the configured model at [batch, seconds of audio]."""
+    setup_device(cfg)
+    ms.set_seed(cfg.seed)
+    net = build_network(cfg)
+    optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.lr, weight_decay=cfg.l2)
+    step = TrainOneStep(DPRNNWithLoss(net, cfg.num_spks), optimizer, cfg.clip_norm)
+    length = int(seconds * cfg.sample_rate)
+    sources = np.random.default_rng(0).standard_normal((batch, cfg.num_spks, length)).astype(np.float32)
+    inputs = (ms.Tensor(sources.sum(1)), ms.Tensor(np.full(batch, length, np.int32)), ms.Tensor(sources))
+    times = []
+    for _ in range(steps + 1):
+        started = time.perf_counter()
+        loss, _ = step(*inputs)
+        loss.asnumpy()
+        times.append(time.perf_counter() - started)
+    per_step = statistics.median(times[1:])
+    return {"what": "train", "model": "dprnn-mindspore", "params": sum(p.size for p in net.trainable_params()),
+            "batch": batch, "seconds": seconds, "s_per_step": per_step, "steps": times[1:],
+            "compile_and_first_step_s": times[0], "samples_per_s": batch / per_step,
+            "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
+
+
 def demo_data_dir(cfg, work_dir):
     """Make and preprocess the demo LibriMix set under work_dir; returns the MindRecord folder."""
     from scripts.make_demo_data import make_librimix
@@ -48,9 +86,15 @@ def demo_data_dir(cfg, work_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["data"])
+    parser.add_argument("what", choices=["data", "train"])
     parser.add_argument("--passes", type=int, default=3, help="measured passes over the data (data)")
+    parser.add_argument("--batch", type=int, default=1, help="batch size (train)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train)")
+    parser.add_argument("--steps", type=int, default=3, help="measured steps after the first (train)")
     cfg = load_config(argv, parser, verbose=False)
+    if cfg.what == "train":
+        print(json.dumps(bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)))
+        return
     with tempfile.TemporaryDirectory() as work_dir:
         try:
             mindrecord_file(cfg.data_dir, cfg.train_name)

@@ -12,6 +12,8 @@ import yaml
 
 # MindSpore logs a warning for every backend it probes; keep them unless the user asked for them.
 os.environ.setdefault("GLOG_v", "3")
+# numpy's threaded OpenBLAS is pathologically slow on small 2-core machines; set before numpy loads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import mindspore as ms  # noqa: E402  (after GLOG_v)
 

@@ -77,8 +77,8 @@ def si_snr_improvement(estimates, sources, mixture):
     return float(np.mean(si_snr(estimates, sources) - si_snr(mixture[None], sources)))
 
 
-def sdr_improvement(estimates, sources, mixture):
-    """Mean SDRi in dB of BSS-Eval v3 SDR (mir_eval, best permutation): [C, T], [C, T], [T]."""
+def sdr_and_improvement(estimates, sources, mixture):
+    """Mean SDR and SDRi in dB, BSS-Eval v3 (mir_eval, best permutation): [C, T], [C, T], [T]."""
     from mir_eval.separation import bss_eval_sources  # slow import; only evaluation needs it
     with warnings.catch_warnings():
         # mir_eval 0.8 marks it deprecated, yet it is the BSS-Eval v3 SDR every paper reports;
@@ -86,4 +86,4 @@ def sdr_improvement(estimates, sources, mixture):
         warnings.simplefilter("ignore", FutureWarning)
         sdr, _, _, _ = bss_eval_sources(sources, estimates)
         sdr_mixture, _, _, _ = bss_eval_sources(sources, np.repeat(mixture[None], len(sources), 0))
-    return float(np.mean(sdr - sdr_mixture))
+    return float(np.mean(sdr)), float(np.mean(sdr - sdr_mixture))

@@ -43,9 +43,16 @@ def load_checkpoint(path):
 def load_weights(net, path, entries=None):
     """Put a checkpoint's weights into `net`, after checking every parameter is there with its shape.
 
-    Extra entries (optimizer moments, training state) are ignored.
+    Entries outside the network (optimizer moments, training state) are ignored; an extra network
+    weight (say, a seventh dual-path block) means the checkpoint is of another model.
     """
     entries = load_checkpoint(path) if entries is None else entries
+    names = {p.name for p in net.get_parameters()}
+    top_level = {name.split(".")[0] for name in names}
+    extra = sorted(k for k in entries if k.split(".")[0] in top_level and k not in names)
+    if extra:
+        raise UserError(f"{path} has {extra[0]}, which the configured model lacks: it was trained with "
+                        f"other model settings (its config.yaml, via --config_path)")
     for param in net.get_parameters():
         if param.name not in entries:
             raise UserError(f"{path} has no {param.name}: it is not a checkpoint of this model "

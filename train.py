@@ -12,6 +12,7 @@ import hashlib
 import math
 import os
 import re
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -133,6 +134,7 @@ class RunDirectory:
         ax.plot(epochs, [row["train_si_snr"] for row in history], "o-", label="train")
         ax.plot(epochs, [row["valid_si_snr"] for row in history], "s-", label="valid")
         ax.set_xlabel("epoch")
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_ylabel("SI-SNR (dB)")
         ax.grid(alpha=0.3)
         ax.legend()
@@ -205,7 +207,8 @@ def train(cfg):
         steps = info["num_segments"] // cfg.batch_size
         epoch_loss, epoch_steps, skipped, started = 0.0, 0, 0, time.time()
         bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                   unit="step", disable=not is_chief, dynamic_ncols=True)
+                   unit="step", disable=not is_chief, dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
         for batch in dataset.skip(state.step_in_epoch).create_tuple_iterator(num_epochs=1):
             step_started = time.time()
             loss, grad_norm = train_step(*batch)
@@ -220,7 +223,8 @@ def train(cfg):
             state.total_steps += 1
             step_time = time.time() - step_started
             bar.set_postfix(loss=f"{loss:.3f}", si_snr=f"{-loss:.2f}", lr=f"{lr:.2e}",
-                            step_s=f"{step_time:.2f}", samples_s=f"{cfg.batch_size * group_size / step_time:.1f}")
+                            step_s=f"{step_time:.2f}", samples_s=f"{cfg.batch_size * group_size / step_time:.1f}",
+                            refresh=False)
             bar.update(1)
             if is_chief and cfg.save_checkpoint_steps and state.total_steps % cfg.save_checkpoint_steps == 0:
                 run_dir.save_state(train_step, state)

@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Train on one device.
-#   bash scripts/run_standalone_train.sh                          # the demo: built-in data, demo config
-#   bash scripts/run_standalone_train.sh DATA_DIR [train.py options, e.g. --device_target GPU]
+#   bash scripts/run_standalone_train.sh [train.py options]            # the demo: built-in data, demo config
+#   bash scripts/run_standalone_train.sh DATA_DIR [train.py options]   # your preprocessed data, e.g.
+#       bash scripts/run_standalone_train.sh data --output_dir outputs/run1 --device_target GPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 
-if [ $# -eq 0 ]; then
-    if ! ls data/train.mindrecord* >/dev/null 2>&1; then
-        echo "no data/ yet: making the demo LibriMix set and preprocessing it"
-        "$PYTHON" scripts/make_demo_data.py --out_dir demo_data
-        "$PYTHON" preprocess.py --in_dir demo_data/Libri2Mix/wav8k/min --out_dir data
-    fi
-    exec "$PYTHON" train.py --config_path scripts/demo_config.yaml --data_dir data
+if [ $# -gt 0 ] && [[ "$1" != --* ]]; then
+    DATA_DIR=$1
+    shift
+    exec "$PYTHON" train.py --data_dir "$DATA_DIR" "$@"
 fi
-DATA_DIR=$1
-shift
-exec "$PYTHON" train.py --data_dir "$DATA_DIR" "$@"
+if ! ls data/train.mindrecord* >/dev/null 2>&1; then
+    echo "no data/ yet: making the demo LibriMix set and preprocessing it"
+    "$PYTHON" scripts/make_demo_data.py --out_dir demo_data
+    "$PYTHON" preprocess.py --in_dir demo_data/Libri2Mix/wav8k/min --out_dir data
+fi
+exec "$PYTHON" train.py --config_path scripts/demo_config.yaml --data_dir data "$@"

@@ -1,0 +1,54 @@
+"""The CPU twin of main.cc: runs the exported MindIR on every input .bin with MindSpore on CPU and
+writes the same result files (result_dir/{name}_0.bin, float32 [1, C, L]), so the whole 310 path
+but the C++ binary runs on any machine.
+
+    python ascend310_infer/infer_cpu.py dprnn.mindir infer_310/input infer_310/result_Files
+"""
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from config import UserError, run_main  # noqa: E402  (after the path above)
+
+import mindspore as ms  # noqa: E402
+import numpy as np  # noqa: E402
+from mindspore import nn  # noqa: E402
+
+
+def infer_folder(mindir, input_dir, result_dir):
+    """Run every .bin of input_dir through the model; returns the number of files."""
+    if not Path(mindir).is_file():
+        raise UserError(f"{mindir}: no such MindIR file (make one with export.py)")
+    inputs = sorted(Path(input_dir).glob("*.bin")) if Path(input_dir).is_dir() else None
+    if not inputs:
+        raise UserError(f"{input_dir}: no .bin inputs here (make them with preprocess_310.py)")
+    ms.set_device("CPU")
+    model = nn.GraphCell(ms.load(str(mindir)))
+    result_dir = Path(result_dir)
+    result_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    for path in inputs:
+        data = np.fromfile(path, np.float32)
+        file_started = time.perf_counter()
+        try:
+            output = model(ms.Tensor(data.reshape(1, -1))).asnumpy()
+        except RuntimeError:
+            raise UserError(f"{path}: the model does not take [1, {data.size}] inputs: preprocess with "
+                            f"the --export_length the MindIR was exported with") from None
+        output.astype(np.float32).tofile(result_dir / f"{path.stem}_0.bin")
+        print(f"{path.name}: {(time.perf_counter() - file_started) * 1000:.1f} ms")
+    print(f"The total run time is: {(time.perf_counter() - started) * 1000:.3f} ms")
+    return len(inputs)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 3:
+        raise UserError("usage: python ascend310_infer/infer_cpu.py MINDIR INPUT_DIR RESULT_DIR")
+    infer_folder(*argv)
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,188 @@
+"""evaluate.py, export.py and the Ascend 310 path (preprocess_310 -> CPU twin -> postprocess)."""
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from itertools import permutations
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+from mindspore import nn
+
+from ascend310_infer.infer_cpu import infer_folder
+from config import UserError, load_config
+from evaluate import (Separator, main as evaluate_main, pieces, reassemble, score_utterances,
+                      separate_utterances, read_test_split)
+from export import export_network
+from network_define import build_network
+from postprocess import main as postprocess_main, result_utterances
+from preprocess_310 import write_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
+        "--num_layers", "1", "--K", "20", "--kernel_size", "16"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(prepared, tmp_path_factory):
+    """A tiny model's weights and the config to read them with: (cfg, ckpt path)."""
+    _, data_dir = prepared
+    work = tmp_path_factory.mktemp("ckpt")
+    cfg = load_config(["--data_dir", str(data_dir), "--results_dir", str(work / "results"),
+                       "--export_length", "12000", *TINY], verbose=False)
+    ms.set_seed(11)
+    ms.save_checkpoint(build_network(cfg), str(work / "tiny.ckpt"))
+    return cfg.updated(ckpt_path=str(work / "tiny.ckpt")), work / "tiny.ckpt"
+
+
+def reference_si_snr(estimate, reference):
+    estimate, reference = estimate - estimate.mean(), reference - reference.mean()
+    target = np.dot(estimate, reference) / np.dot(reference, reference) * reference
+    return 10 * np.log10(np.sum(target ** 2) / np.sum((estimate - target) ** 2))
+
+
+def test_pieces_cover_the_utterance_consecutively():
+    assert pieces(10, 4) == [(0, 4), (4, 4), (8, 2)]
+    assert pieces(8, 4) == [(0, 4), (4, 4)]
+    assert pieces(3, 4) == [(0, 3)]
+
+
+def test_reassemble_matches_speakers_piece_by_piece():
+    rng = np.random.default_rng(0)
+    sources = rng.standard_normal((2, 10))
+    layout = pieces(10, 4)
+    outputs = []
+    for k, (offset, valid) in enumerate(layout):
+        piece = np.zeros((2, 4))
+        piece[:, :valid] = sources[:, offset:offset + valid] * (k + 1)
+        outputs.append(piece[::-1] if k % 2 else piece)  # every other piece in swapped order
+    estimates = reassemble(outputs, layout, sources)
+    np.testing.assert_allclose(estimates[:, 4:8], sources[:, 4:8] * 2)
+    np.testing.assert_allclose(estimates[:, 8:], sources[:, 8:] * 3)
+
+
+def test_whole_utterance_scores_match_an_independent_computation(checkpoint, prepared, librimix):
+    cfg, ckpt = checkpoint
+    evaluate_main(["--config_path", "/dev/null", "--ckpt_path", str(ckpt), "--data_dir", cfg.data_dir,
+                   "--results_dir", cfg.results_dir, "--cal_sdr", *TINY])
+    with open(Path(cfg.results_dir) / "per_utterance.csv", newline="") as f:
+        rows = {r["mixture_ID"]: r for r in csv.DictReader(f)}
+    assert len(rows) == 3 and list(next(iter(rows.values()))) == ["mixture_ID", "SI-SNR", "SI-SNRi", "SDR", "SDRi"]
+    net = build_network(cfg)
+    ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
+    separate = Separator(net)
+    import soundfile as sf
+    for mixture_id, row in rows.items():
+        mix = sf.read(librimix / "test" / "mix_clean" / f"{mixture_id}.wav", dtype="float32")[0]
+        src = [sf.read(librimix / "test" / f"s{k}" / f"{mixture_id}.wav", dtype="float32")[0] for k in (1, 2)]
+        est = separate(mix)
+        best = max(permutations(range(2)), key=lambda p: sum(reference_si_snr(est[p[j]], src[j]) for j in range(2)))
+        snr = [reference_si_snr(est[best[j]], src[j]) for j in range(2)]
+        improvement = [snr[j] - reference_si_snr(mix, src[j]) for j in range(2)]
+        assert float(row["SI-SNR"]) == pytest.approx(np.mean(snr), abs=1e-3)
+        assert float(row["SI-SNRi"]) == pytest.approx(np.mean(improvement), abs=1e-3)
+    summary = json.loads((Path(cfg.results_dir) / "summary.json").read_text())
+    assert summary["si_snri"] == pytest.approx(np.mean([float(r["SI-SNRi"]) for r in rows.values()]))
+    assert summary["sdri"] == pytest.approx(np.mean([float(r["SDRi"]) for r in rows.values()]))
+
+
+def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
+    cfg, ckpt = checkpoint
+    net = build_network(cfg)
+    ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
+    path = export_network(net, str(tmp_path / "tiny"), "MINDIR", 12000, "CPU")
+    mixture = np.random.default_rng(1).standard_normal((1, 12000)).astype(np.float32)
+    exported = nn.GraphCell(ms.load(str(path)))(ms.Tensor(mixture)).asnumpy()
+    np.testing.assert_allclose(exported, Separator(net)(mixture[0])[None], rtol=1e-5, atol=1e-5)
+
+
+def test_onnx_and_air_say_clearly_why_not(checkpoint, tmp_path):
+    cfg, ckpt = checkpoint
+    with pytest.raises(UserError, match="cannot export this network to ONNX .*: export MINDIR instead"):
+        export_network(build_network(cfg), str(tmp_path / "tiny"), "ONNX", 12000, "CPU")
+    with pytest.raises(UserError, match="AIR export needs an Ascend device"):
+        export_network(build_network(cfg), str(tmp_path / "tiny"), "AIR", 12000, "CPU")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def infer_310(checkpoint, tmp_path_factory):
+    """preprocess_310 -> export -> CPU twin of the 310 app: (cfg, infer_dir)."""
+    cfg, ckpt = checkpoint
+    infer_dir = tmp_path_factory.mktemp("infer") / "infer_310"
+    manifest = write_inputs(cfg, infer_dir)
+    net = build_network(cfg)
+    ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
+    mindir = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.export_length, "CPU")
+    assert infer_folder(mindir, infer_dir / "input", infer_dir / "result_Files") == len(manifest["pieces"])
+    return cfg, infer_dir
+
+
+def test_310_path_equals_evaluate_in_pieces(infer_310, checkpoint, capsys):
+    cfg, infer_dir = infer_310
+    manifest = json.loads((infer_dir / "manifest.json").read_text())
+    assert sorted(manifest["utterances"]) == sorted(i for i, _, _ in read_test_split(cfg))
+    for piece in manifest["pieces"]:
+        assert (infer_dir / "input" / piece["bin"]).stat().st_size == 4 * cfg.export_length
+    rows_310 = score_utterances(result_utterances(infer_dir, infer_dir / "result_Files"), False, 1)
+    net = build_network(cfg)
+    ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
+    rows_eval = score_utterances(separate_utterances(read_test_split(cfg), Separator(net), cfg.export_length),
+                                 False, 1)
+    assert [r["mixture_ID"] for r in rows_310] == [r["mixture_ID"] for r in rows_eval]
+    for a, b in zip(rows_310, rows_eval):
+        assert a["SI-SNRi"] == pytest.approx(b["SI-SNRi"], abs=0.01)
+    postprocess_main(["--config_path", "/dev/null", "--infer_dir", str(infer_dir),
+                      "--results_dir", str(infer_dir / "results")])
+    expected = np.mean([r["SI-SNRi"] for r in rows_eval])
+    assert f"Average SISNR improvement: {expected:.2f}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: next((d / "result_Files").iterdir()).unlink(), "missing result for input"),
+    (lambda d: np.zeros(7, np.float32).tofile(sorted((d / "result_Files").iterdir())[0]), "7 values, expected"),
+    (lambda d: (d / "manifest.json").write_text("{not json"), "not a preprocess_310.py manifest"),
+    (lambda d: next((d / "references").iterdir()).unlink(), "missing reference"),
+])
+def test_damaged_310_results_are_clear_errors(infer_310, tmp_path, damage, message):
+    _, infer_dir = infer_310
+    copy = tmp_path / "copy"
+    shutil.copytree(infer_dir, copy)
+    damage(copy)
+    with pytest.raises(UserError, match=message) as err:
+        list(result_utterances(copy, copy / "result_Files"))
+    assert "\n" not in str(err.value)
+
+
+def test_cpu_twin_refuses_inputs_of_another_length(infer_310, tmp_path):
+    _, infer_dir = infer_310
+    (tmp_path / "input").mkdir()
+    np.zeros((1, 5000), np.float32).tofile(tmp_path / "input" / "000000.bin")
+    with pytest.raises(UserError, match="does not take \\[1, 5000\\] inputs"):
+        infer_folder(infer_dir.parent / "tiny.mindir", tmp_path / "input", tmp_path / "out")
+    with pytest.raises(UserError, match="no .bin inputs"):
+        infer_folder(infer_dir.parent / "tiny.mindir", tmp_path / "nothing", tmp_path / "out")
+
+
+@pytest.mark.parametrize("make_ckpt, message", [
+    (lambda p: None, "no such checkpoint file"),
+    (lambda p: p.write_bytes(b"\x00garbage"), "not a readable MindSpore checkpoint"),
+    (lambda p: ms.save_checkpoint(build_network(load_config(TINY + ["--num_layers", "2"], verbose=False)), str(p)),
+     "which the configured model lacks"),
+    (lambda p: ms.save_checkpoint(build_network(load_config(TINY + ["--bn_channels", "8"], verbose=False)), str(p)),
+     "does not fit the configured model"),
+])
+def test_bad_checkpoints_are_one_line_errors(prepared, tmp_path, make_ckpt, message):
+    _, data_dir = prepared
+    ckpt = tmp_path / "model.ckpt"
+    make_ckpt(ckpt)
+    result = subprocess.run([sys.executable, str(ROOT / "evaluate.py"), "--ckpt_path", str(ckpt),
+                             "--data_dir", str(data_dir), "--results_dir", str(tmp_path / "r"), *TINY],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and message in last
+    assert not (tmp_path / "r").exists()
