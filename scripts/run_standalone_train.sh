@@ -13,9 +13,10 @@ if [ $# -gt 0 ] && [[ "$1" != --* ]]; then
     shift
     exec "$PYTHON" train.py --data_dir "$DATA_DIR" "$@"
 fi
-if ! ls data/train.mindrecord* >/dev/null 2>&1; then
-    echo "no data/ yet: making the demo LibriMix set and preprocessing it"
-    "$PYTHON" scripts/make_demo_data.py --out_dir demo_data
-    "$PYTHON" preprocess.py --in_dir demo_data/Libri2Mix/wav8k/min --out_dir data
+DEMO=outputs/demo
+if ! ls "$DEMO"/data/train.mindrecord* >/dev/null 2>&1; then
+    echo "no $DEMO/data yet: making the demo LibriMix set and preprocessing it"
+    [ -d "$DEMO/librimix/Libri2Mix" ] || "$PYTHON" scripts/make_demo_data.py --out_dir "$DEMO/librimix"
+    "$PYTHON" preprocess.py --in_dir "$DEMO/librimix/Libri2Mix/wav8k/min" --out_dir "$DEMO/data"
 fi
-exec "$PYTHON" train.py --config_path scripts/demo_config.yaml --data_dir data "$@"
+exec "$PYTHON" train.py --config_path scripts/demo_config.yaml "$@"
