@@ -12,7 +12,7 @@ import argparse
 import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from itertools import permutations
 from pathlib import Path
 
@@ -124,7 +124,7 @@ def separate_utterances(utterances, separate, piece_len):
 def score_utterances(items, cal_sdr, num_workers):
     """Rows of mixture_ID, SI-SNR, SI-SNRi (and SDR, SDRi: mir_eval in num_workers processes)."""
     rows, sdr_jobs = [], []
-    with ProcessPoolExecutor(max(1, num_workers)) if cal_sdr else _no_pool() as pool:
+    with ProcessPoolExecutor(max(1, num_workers)) if cal_sdr else nullcontext() as pool:
         for mixture_id, mixture, sources, estimates in items:
             rows.append({"mixture_ID": mixture_id, **score(mixture, sources, estimates)})
             if cal_sdr:
@@ -132,11 +132,6 @@ def score_utterances(items, cal_sdr, num_workers):
         for row, job in zip(rows, sdr_jobs):
             row["SDR"], row["SDRi"] = job.result()
     return rows
-
-
-@contextmanager
-def _no_pool():
-    yield None
 
 
 def read_test_split(cfg):

@@ -203,7 +203,7 @@ def write_split(root, final_root, split, count, pool, num_spks, seed, split_inde
 
 
 def make_librimix(out_dir, num_spks=2, counts=(200, 20, 20), seed=0, sample_rate=8000,
-                  speakers_per_split=(40, 12, 12)):
+                  speakers_per_split=(100, 12, 12)):
     """Write `out_dir/Libri{C}Mix/wav{k}k/min/...` and return that folder.
 
     Built under a temporary name and renamed when complete, so an interrupted run leaves no
