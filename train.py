@@ -20,7 +20,6 @@ from pathlib import Path
 from config import UserError, load_config, run_main, setup_device
 
 import mindspore as ms
-import numpy as np
 from mindspore import nn
 from tqdm import tqdm
 

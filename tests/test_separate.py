@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
-import pytest
 import soundfile as sf
 
 from config import load_config
