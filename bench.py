@@ -2,11 +2,14 @@
 
     python bench.py data [--data_dir data] [--passes 3]   # training segments/s read from MindRecord
     python bench.py train --batch 1 --seconds 4 [--steps 3]  # s/step, samples/s, peak memory
+    python bench.py infer --seconds 30 [--reps 3]            # real-time factor, peak memory
 
 `data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
 into a temporary folder. `train` times graph-mode training steps (forward, PIT SI-SNR loss, backward,
-clipping, Adam) of the configured model on random data, the first step (compilation) apart, in the
-JSON shape of ../shared/peer/bench_asteroid.py so the two can be compared side by side.
+clipping, Adam) of the configured model on random data, the first step (compilation) apart. `infer`
+times the separation of one random mixture the way evaluate.py and separate.py separate (evaluate's
+Separator: compiled from the second call of a length on), the first two calls apart. Both print the
+JSON shape of Asteroid's benchmark in the README's performance section, for side-by-side runs.
 """
 import argparse
 import json
@@ -20,12 +23,13 @@ from config import UserError, load_config, run_main, setup_device
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn
 
 from data import mindrecord_file, train_dataset
-from network_define import DPRNNWithLoss, build_network
+from evaluate import Separator
+from model import count_parameters
+from network_define import build_network
 from preprocess import preprocess
-from train_wrapper import TrainOneStep
+from train_wrapper import build_train_step
 
 
 def bench_data(cfg, epochs):
@@ -57,8 +61,7 @@ def bench_train(cfg, batch, seconds, steps):
     setup_device(cfg)
     ms.set_seed(cfg.seed)
     net = build_network(cfg)
-    optimizer = nn.Adam(net.trainable_params(), learning_rate=cfg.lr, weight_decay=cfg.l2)
-    step = TrainOneStep(DPRNNWithLoss(net, cfg.num_spks), optimizer, cfg.clip_norm)
+    step = build_train_step(cfg.updated(batch_size=batch), net)
     length = int(seconds * cfg.sample_rate)
     sources = np.random.default_rng(0).standard_normal((batch, cfg.num_spks, length)).astype(np.float32)
     inputs = (ms.Tensor(sources.sum(1)), ms.Tensor(np.full(batch, length, np.int32)), ms.Tensor(sources))
@@ -69,10 +72,29 @@ def bench_train(cfg, batch, seconds, steps):
         loss.asnumpy()
         times.append(time.perf_counter() - started)
     per_step = statistics.median(times[1:])
-    return {"what": "train", "model": "dprnn-mindspore", "params": sum(p.size for p in net.trainable_params()),
+    return {"what": "train", "model": "dprnn-mindspore", "params": count_parameters(net),
             "batch": batch, "seconds": seconds, "s_per_step": per_step, "steps": times[1:],
             "compile_and_first_step_s": times[0], "samples_per_s": batch / per_step,
             "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
+
+
+def bench_infer(cfg, seconds, reps):
+    """Real-time factor (seconds of processing per second of audio) separating one mixture."""
+    setup_device(cfg)
+    ms.set_seed(cfg.seed)
+    net = build_network(cfg)
+    separate = Separator(net)
+    mixture = np.random.default_rng(0).standard_normal(int(seconds * cfg.sample_rate)).astype(np.float32)
+    times = []
+    for _ in range(reps + 2):
+        started = time.perf_counter()
+        separate(mixture)
+        times.append(time.perf_counter() - started)
+    runs = times[2:]
+    return {"what": "infer", "model": "dprnn-mindspore", "params": count_parameters(net),
+            "seconds": seconds, "rtf": statistics.median(runs) / seconds, "runs": runs,
+            "eager_and_compile_s": times[:2], "peak_rss_gb": round(peak_rss_gb(), 3),
+            "mindspore": ms.__version__}
 
 
 def demo_data_dir(cfg, work_dir):
@@ -86,14 +108,18 @@ def demo_data_dir(cfg, work_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["data", "train"])
+    parser.add_argument("what", choices=["data", "train", "infer"])
     parser.add_argument("--passes", type=int, default=3, help="measured passes over the data (data)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (train)")
-    parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train, infer)")
     parser.add_argument("--steps", type=int, default=3, help="measured steps after the first (train)")
+    parser.add_argument("--reps", type=int, default=3, help="measured separations (infer)")
     cfg = load_config(argv, parser, verbose=False)
     if cfg.what == "train":
         print(json.dumps(bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)))
+        return
+    if cfg.what == "infer":
+        print(json.dumps(bench_infer(cfg, cfg.seconds, cfg.reps)))
         return
     with tempfile.TemporaryDirectory() as work_dir:
         try:

@@ -4,8 +4,10 @@ Every script calls `load_config()`: the defaults, then `--config_path other.yaml
 changes), then `--key value` on the command line, each typed and checked against the default.
 """
 import argparse
+import atexit
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -14,8 +16,13 @@ import yaml
 os.environ.setdefault("GLOG_v", "3")
 # numpy's threaded OpenBLAS is pathologically slow on small 2-core machines; set before numpy loads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+# graph-kernel fusion compiles its kernels into this cache rather than the working folder
+os.environ.setdefault("MS_COMPILER_CACHE_PATH", str(Path(tempfile.gettempdir()) / "dprnn_mindspore_kernels"))
 
 import mindspore as ms  # noqa: E402  (after GLOG_v)
+
+# the fusion compiler reads its tiling tables from MindSpore's package, outside its default white list
+os.environ.setdefault("AKG_WHITE_LIST_PATH", os.path.dirname(ms.__file__))
 
 from model import NORMS, RNNS  # noqa: E402
 
@@ -164,6 +171,23 @@ def available_devices():
     return [d for d in DEVICES if d == "CPU" or ms.hal.is_available(d)]
 
 
+def enable_kernel_fusion():
+    """Fuse chains of element-wise ops and reductions into compiled kernels (graph mode).
+
+    On CPU this makes a training step ~15% faster and smaller: the normalisations, gates, loss and
+    Adam become a few fused kernels instead of dozens of memory passes. The fusion compiler leaves
+    a log in the working folder, removed at exit unless it was there before.
+    """
+    # Two ops stay out of fusion in MindSpore 2.10: fused Tanh is a fast approximation (errors of
+    # ~2e-4 in the separated output), and a fused Square in the training step's gradient norm gave
+    # wrong norms (156 instead of 130, so wrong clipping; tests/test_train_step.py catches it).
+    ms.set_context(enable_graph_kernel=True,
+                   graph_kernel_flags="--disable_expand_ops=Tanh,Square --disable_cluster_ops=Tanh,Square")
+    log = Path("dsa_transfrom.log").resolve()
+    if not log.exists():
+        atexit.register(log.unlink, missing_ok=True)
+
+
 def setup_device(cfg):
     """Set MindSpore's device and execution mode from cfg; returns the device target used."""
     available = available_devices()
@@ -174,6 +198,8 @@ def setup_device(cfg):
     mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE
     # GRU and RNN cells unroll into nested calls that exceed graph mode's default depth of 1000.
     ms.set_context(mode=mode, max_call_depth=10000)
+    if cfg.kernel_fusion and target == "CPU" and mode == ms.GRAPH_MODE:
+        enable_kernel_fusion()
     # in data-parallel runs msrun and the rank-table launcher give each process its device
     device_id = int(os.environ.get("DEVICE_ID", cfg.device_id)) if cfg.distribute else cfg.device_id
     ms.set_device(target, device_id)

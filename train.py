@@ -20,13 +20,12 @@ from pathlib import Path
 from config import UserError, load_config, run_main, setup_device
 
 import mindspore as ms
-from mindspore import nn
 from tqdm import tqdm
 
 from data import eval_dataset, mindrecord_file, train_dataset
 from evaluate import mean_si_snr
-from network_define import DPRNNWithLoss, build_network, load_checkpoint, load_weights
-from train_wrapper import TrainOneStep
+from network_define import build_network, load_checkpoint, load_weights
+from train_wrapper import build_train_step
 
 PIECEWISE_MILESTONES = (15, 45, 75)  # the model zoo's: lr halves at each
 CHECKPOINT = re.compile(r"dprnn-e(\d+)-s(\d+)\.ckpt")
@@ -182,10 +181,7 @@ def train(cfg):
     valid_data = eval_dataset(mindrecord_file(cfg.data_dir, cfg.valid_name), cfg.num_spks,
                               max_samples=int(cfg.cv_maxlen * cfg.sample_rate))
     net = build_network(cfg)
-    optimizer = nn.Adam(net.trainable_params(), learning_rate=ms.Tensor(cfg.lr, ms.float32),
-                        weight_decay=cfg.l2)
-    train_step = TrainOneStep(DPRNNWithLoss(net, cfg.num_spks), optimizer, cfg.clip_norm)
-    train_step.set_train(True)
+    train_step = build_train_step(cfg, net)
     state = TrainState(lr=cfg.lr)
     run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max)
     if cfg.resume and (path := resume_path(cfg, run_dir)):
@@ -201,7 +197,7 @@ def train(cfg):
 
     while state.epoch < cfg.epochs and not (cfg.max_steps and state.total_steps >= cfg.max_steps):
         lr = learning_rate(cfg, state)
-        optimizer.learning_rate.set_data(ms.Tensor(lr, ms.float32))
+        train_step.optimizer.learning_rate.set_data(ms.Tensor(lr, ms.float32))
         dataset, info = train_dataset(train_path, cfg, state.epoch, group_size, rank)
         steps = info["num_segments"] // cfg.batch_size
         epoch_loss, epoch_steps, skipped, started = 0.0, 0, 0, time.time()

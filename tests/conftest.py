@@ -7,11 +7,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from config import enable_kernel_fusion  # noqa: E402  (first: it sets MindSpore's environment)
 import mindspore as ms  # noqa: E402
 import pytest  # noqa: E402
 
-# The device must be chosen before any kernel runs; scripts do it in config.setup_device.
+# The device must be chosen before any kernel runs; scripts do it in config.setup_device, which
+# also turns on kernel fusion for CPU graph mode: tests compute as the scripts do, in any order.
 ms.set_device("CPU", 0)
+enable_kernel_fusion()
 
 
 @pytest.fixture

@@ -96,7 +96,8 @@ def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
     path = export_network(net, str(tmp_path / "tiny"), "MINDIR", 12000, "CPU")
     mixture = np.random.default_rng(1).standard_normal((1, 12000)).astype(np.float32)
     exported = nn.GraphCell(ms.load(str(path)))(ms.Tensor(mixture)).asnumpy()
-    np.testing.assert_allclose(exported, Separator(net)(mixture[0])[None], rtol=1e-5, atol=1e-5)
+    # the exported graph runs fused CPU kernels, which sum in another order than eager kernels
+    np.testing.assert_allclose(exported, Separator(net)(mixture[0])[None], rtol=1e-4, atol=1e-4)
 
 
 def test_onnx_and_air_say_clearly_why_not(checkpoint, tmp_path):

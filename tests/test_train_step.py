@@ -1,6 +1,7 @@
 """The graph-mode training step: it learns, it clips to the global norm, it skips non-finite steps."""
 import mindspore as ms
 import numpy as np
+import pytest
 from mindspore import nn
 
 from model import DPRNN
@@ -59,3 +60,29 @@ def test_non_finite_batch_leaves_weights_untouched(graph):
     loss, _ = step(mixture, lengths, sources)
     assert np.isfinite(float(loss.asnumpy()))
     assert any(not np.array_equal(a, b) for a, b in zip(weights(net), before))
+
+
+def test_gradient_accumulation_gives_the_full_batch_update(graph):
+    """Four utterances as two micro-batches of two: the same loss, gradient norm and update as the
+    four at once (the loss is a mean over utterances, and gLN is per utterance). Plain SGD without
+    clipping, so the update is the gradient itself."""
+    rng = np.random.default_rng(4)
+    sources = rng.standard_normal((4, 2, 600)).astype(np.float32)
+    inputs = (ms.Tensor(sources.sum(1)), ms.Tensor(np.array([600, 500, 550, 420], np.int32)),
+              ms.Tensor(sources))
+    results = []
+    for micro_batches in (1, 2):
+        ms.set_seed(5)
+        net = DPRNN(**SMALL)
+        step = TrainOneStep(DPRNNWithLoss(net, 2), nn.SGD(net.trainable_params(), learning_rate=0.1),
+                            1e9, micro_batches)
+        loss, grad_norm = step(*inputs)
+        results.append((float(loss.asnumpy()), float(grad_norm.asnumpy()), weights(net)))
+    (loss, norm, after), (accumulated_loss, accumulated_norm, accumulated_after) = results
+    assert accumulated_loss == pytest.approx(loss, rel=1e-5)
+    assert accumulated_norm == pytest.approx(norm, rel=1e-4)
+    ms.set_seed(5)
+    before = weights(DPRNN(**SMALL))
+    for a, b, start in zip(accumulated_after, after, before):
+        assert not np.array_equal(b, start)
+        np.testing.assert_allclose(a - start, b - start, rtol=1e-3, atol=1e-7)
