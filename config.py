@@ -174,8 +174,9 @@ def available_devices():
 def enable_kernel_fusion():
     """Fuse chains of element-wise ops and reductions into compiled kernels (graph mode).
 
-    On CPU this makes a training step ~15% faster and smaller: the normalisations, gates, loss and
-    Adam become a few fused kernels instead of dozens of memory passes. The fusion compiler leaves
+    On CPU this makes a training step of the default model ~30% faster and halves its memory
+    (1 x 4 s: 18.1 s and 17.6 GB without, 13 s and 7.2 GB with): the normalisations, gates, loss
+    and Adam become a few fused kernels instead of dozens of memory passes. The fusion compiler leaves
     a log in the working folder, removed at exit unless it was there before.
     """
     # Two ops stay out of fusion in MindSpore 2.10: fused Tanh is a fast approximation (errors of
