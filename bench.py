@@ -55,6 +55,16 @@ def peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
+def timed_calls(call, count):
+    """Seconds taken by each of count + 1 calls; the first (compilation) is reported apart."""
+    times = []
+    for _ in range(count + 1):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return times[0], times[1:]
+
+
 def bench_train(cfg, batch, seconds, steps):
     """Seconds per training step of the configured model at [batch, seconds of audio]."""
     setup_device(cfg)
@@ -64,16 +74,11 @@ def bench_train(cfg, batch, seconds, steps):
     length = int(seconds * cfg.sample_rate)
     sources = np.random.default_rng(0).standard_normal((batch, cfg.num_spks, length)).astype(np.float32)
     inputs = (ms.Tensor(sources.sum(1)), ms.Tensor(np.full(batch, length, np.int32)), ms.Tensor(sources))
-    times = []
-    for _ in range(steps + 1):
-        started = time.perf_counter()
-        loss, _ = step(*inputs)
-        loss.asnumpy()
-        times.append(time.perf_counter() - started)
-    per_step = statistics.median(times[1:])
+    first, times = timed_calls(lambda: step(*inputs)[0].asnumpy(), steps)
+    per_step = statistics.median(times)
     return {"what": "train", "model": "dprnn-mindspore", "params": count_parameters(net),
-            "batch": batch, "seconds": seconds, "s_per_step": per_step, "steps": times[1:],
-            "compile_and_first_step_s": times[0], "samples_per_s": batch / per_step,
+            "batch": batch, "seconds": seconds, "s_per_step": per_step, "steps": times,
+            "compile_and_first_step_s": first, "samples_per_s": batch / per_step,
             "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
 
 
@@ -87,14 +92,10 @@ def bench_infer(cfg, seconds, reps):
     net.set_train(False)
     rng = np.random.default_rng(0)
     mixture = ms.Tensor(rng.standard_normal((1, int(seconds * cfg.sample_rate))).astype(np.float32))
-    times = []
-    for _ in range(reps + 1):
-        started = time.perf_counter()
-        net(mixture).asnumpy()
-        times.append(time.perf_counter() - started)
+    first, times = timed_calls(lambda: net(mixture).asnumpy(), reps)
     return {"what": "infer", "model": "dprnn-mindspore", "params": count_parameters(net),
-            "seconds": seconds, "rtf": statistics.median(times[1:]) / seconds, "runs": times[1:],
-            "compile_and_first_run_s": times[0], "peak_rss_gb": round(peak_rss_gb(), 3),
+            "seconds": seconds, "rtf": statistics.median(times) / seconds, "runs": times,
+            "compile_and_first_run_s": first, "peak_rss_gb": round(peak_rss_gb(), 3),
             "mindspore": ms.__version__}
 
 
