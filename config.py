@@ -5,8 +5,8 @@ changes), then `--key value` on the command line, each typed and checked against
 """
 import argparse
 import atexit
+import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -24,6 +24,7 @@ import mindspore as ms  # noqa: E402  (after GLOG_v)
 # the fusion compiler reads its tiling tables from MindSpore's package, outside its default white list
 os.environ.setdefault("AKG_WHITE_LIST_PATH", os.path.dirname(ms.__file__))
 
+from errors import UserError, run_main  # noqa: E402,F401  (scripts import both from here)
 from model import NORMS, RNNS  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_config.yaml"
@@ -40,16 +41,63 @@ CHOICES = {
 }
 
 
-class UserError(Exception):
-    """A problem with what the user gave us: reported as one line, exit status 1."""
+def _at_least(low):
+    return lambda v: v >= low, f">= {low}"
 
 
-def run_main(main):
-    """Call a script's main(); a UserError becomes `error: ...` on stderr and exit status 1."""
-    try:
-        main()
-    except UserError as err:
-        sys.exit(f"error: {err}")
+def _between(low, high):
+    return lambda v: low <= v <= high, f"{low} to {high}"
+
+
+_POSITIVE = (lambda v: v > 0, "> 0")
+_NAME = (lambda v: v.strip() != "" and "/" not in v, "a non-empty file name")
+_PATH = (lambda v: v.strip() != "", "a non-empty path")
+# What each setting means, as a test of its value and the allowed range named in the error.
+# Keys absent here are booleans, choices (CHOICES) or paths checked where they are used.
+RULES = {
+    "data_dir": _PATH, "train_split": _PATH, "valid_split": _PATH, "test_split": _PATH,
+    "train_name": _NAME, "valid_name": _NAME, "test_name": _NAME,
+    "shard_num": _between(1, 1000),  # MindRecord's limit
+    "num_workers": _between(1, 64), "sample_rate": _between(1000, 384000),
+    "segment": _POSITIVE, "cv_maxlen": _POSITIVE,
+    "in_channels": _at_least(1), "out_channels": _at_least(1), "hidden_channels": _at_least(1),
+    "bn_channels": _at_least(1), "kernel_size": _at_least(2), "num_layers": _at_least(1),
+    "K": _at_least(2), "num_spks": _between(1, 8),  # PIT tries every permutation: 8! already 40,320
+    "dropout": (lambda v: 0 <= v < 1, "0 <= dropout < 1"),
+    "output_dir": _PATH, "batch_size": _at_least(1), "epochs": _at_least(1), "max_steps": _at_least(0),
+    "lr": _POSITIVE, "lr_patience": _at_least(1), "early_stop_patience": _at_least(0),
+    "l2": _at_least(0), "clip_norm": _POSITIVE, "grad_accumulation": _at_least(1),
+    "seed": _between(0, 2 ** 32 - 1), "save_checkpoint_steps": _at_least(0),
+    "keep_checkpoint_max": _at_least(1), "eval_segment": _at_least(0), "results_dir": _PATH,
+    "window": _POSITIVE, "export_length": _at_least(2), "device_id": _between(0, 4095),
+}
+
+
+def _check_value(key, value):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{key} must be a finite number, got {value}")
+    if key in RULES:
+        valid, allowed = RULES[key]
+        if not valid(value):
+            raise UserError(f"{key} {value!r} is out of range: allowed {allowed}")
+
+
+def _check_together(cfg):
+    """Settings that are valid alone but not together; each error names the keys."""
+    flat = cfg.as_flat()
+    kernel, rate = flat["kernel_size"], flat["sample_rate"]
+    if flat["out_channels"] != flat["in_channels"]:
+        raise UserError(f"out_channels {flat['out_channels']} must equal in_channels "
+                        f"{flat['in_channels']}: the masks multiply the encoder output")
+    if flat["batch_size"] % flat["grad_accumulation"]:
+        raise UserError(f"batch_size {flat['batch_size']} is not a multiple of grad_accumulation "
+                        f"{flat['grad_accumulation']}: the micro-batches must be equal")
+    lengths = {"segment": flat["segment"] * rate, "eval_segment": flat["eval_segment"] * rate,
+               "window": flat["window"] * rate, "export_length": flat["export_length"]}
+    for key, samples in lengths.items():
+        if samples < kernel and not (key == "eval_segment" and samples == 0):
+            raise UserError(f"{key} {flat[key]} is {int(samples)} samples at {rate} Hz, shorter than "
+                            f"kernel_size {kernel}: the model needs at least {kernel}")
 
 
 class Config:
@@ -73,6 +121,9 @@ class Config:
         extra = {key: changes.get(key, value) for key, value in self._flat.items()
                  if all(key not in group for group in groups.values())}
         return Config(groups, extra)
+
+    def as_flat(self):
+        return dict(self._flat)
 
     def group(self, name):
         return dict(self._groups[name])
@@ -117,6 +168,7 @@ def _convert(key, value, default):
         raise UserError(f"{key} takes a {kind.__name__}, got {value!r}")
     if key in CHOICES and value not in CHOICES[key]:
         raise UserError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
+    _check_value(key, value)
     return value
 
 
@@ -161,6 +213,7 @@ def load_config(argv=None, parser=None, verbose=True):
         else:
             extra[key] = value
     cfg = Config(groups, extra)
+    _check_together(cfg)
     if verbose:
         print(f"config ({args.config_path} + command line):\n{cfg}", flush=True)
     return cfg

@@ -13,7 +13,7 @@ from pathlib import Path
 import mindspore.dataset as ds
 import numpy as np
 
-from config import UserError
+from errors import UserError
 
 RECORD_COLUMNS = ["mixture", "sources", "length", "mixture_ID"]
 COLUMNS = ["mixture", "lens", "sources"]
@@ -29,15 +29,31 @@ def mindrecord_file(data_dir, name):
                     f"`python preprocess.py --in_dir LIBRIMIX --out_dir {data_dir}` first")
 
 
+def _unreadable(path, err):
+    detail = next((line.strip() for line in str(err).splitlines()
+                   if line.strip() and not set(line.strip()) <= set("-") and "Exception thrown" not in line
+                   and "Pipeline Error" not in line), "unknown error")
+    return UserError(f"{path}: not a readable MindRecord file ({detail[:200]}): rerun preprocess.py")
+
+
 def read_index(path):
-    """Lengths (samples) and mixture IDs of every utterance, in the file's record order."""
-    records = ds.MindDataset(path, columns_list=["length", "mixture_ID"], shuffle=False)
-    rows = list(records.create_tuple_iterator(output_numpy=True, num_epochs=1))
+    """Lengths (samples) and mixture IDs of every utterance, in the file's record order.
+
+    Reading every record's small columns once also proves the files whole: a truncated or foreign
+    file is a UserError here rather than a traceback in the middle of training."""
+    try:
+        records = ds.MindDataset(path, columns_list=["length", "mixture_ID"], shuffle=False)
+        rows = list(records.create_tuple_iterator(output_numpy=True, num_epochs=1))
+    except RuntimeError as err:
+        raise _unreadable(path, err) from None
+    if not rows:
+        raise UserError(f"{path}: holds no utterances: rerun preprocess.py on a split that has some")
     return np.array([int(length) for length, _ in rows], np.int64), [str(i) for _, i in rows]
 
 
 def check_num_spks(path, num_spks):
-    """UserError unless the file's utterances have num_spks sources."""
+    """UserError unless the file's utterances have num_spks sources (or the file is unreadable)."""
+    read_index(path)
     first = ds.MindDataset(path, columns_list=["sources", "length"], shuffle=False).take(1)
     for sources, length in first.create_tuple_iterator(output_numpy=True, num_epochs=1):
         found = sources.nbytes // 2 // int(length)

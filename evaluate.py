@@ -16,13 +16,14 @@ from contextlib import contextmanager, nullcontext
 from itertools import permutations
 from pathlib import Path
 
-from config import load_config, run_main, setup_device
+from config import UserError, load_config, run_main, setup_device
 
 import mindspore as ms
 import numpy as np
 from tqdm import tqdm
 
 from data import eval_dataset, mindrecord_file, read_index
+from fileio import atomic_path, check_output_dir, write_text
 from loss import PermutationInvariantSISNR, sdr_and_improvement, si_snr
 from network_define import build_network, load_weights
 
@@ -105,16 +106,23 @@ class Separator:
         self.seen_lengths = set()
 
     def __call__(self, mixture):
-        batch = ms.Tensor(mixture[None].astype(np.float32))
-        if len(mixture) in self.seen_lengths:
-            return self.net(batch).asnumpy()[0]
-        self.seen_lengths.add(len(mixture))
+        length = len(mixture)
+        # the encoder needs one whole frame: shorter inputs are zero-padded to it
+        padded = np.zeros(max(length, self.net.kernel_size), np.float32)
+        padded[:length] = mixture
+        batch = ms.Tensor(padded[None])
+        if len(padded) in self.seen_lengths:
+            return self.net(batch).asnumpy()[0, :, :length]
+        self.seen_lengths.add(len(padded))
         with eager_mode():
-            return self.net(batch).asnumpy()[0]
+            return self.net(batch).asnumpy()[0, :, :length]
 
 
-def score(mixture, sources, estimates):
+def score(mixture, sources, estimates, mixture_id):
     """Per-utterance SI-SNR and SI-SNRi (dB) of estimates already matched to the sources."""
+    if not np.isfinite(estimates).all():
+        raise UserError(f"{mixture_id}: the separated estimates hold NaN or infinite values: the "
+                        f"checkpoint or the inference results are damaged")
     snr = si_snr(estimates, sources)
     baseline = si_snr(np.broadcast_to(mixture, sources.shape), sources)
     return {"SI-SNR": float(snr.mean()), "SI-SNRi": float((snr - baseline).mean())}
@@ -137,7 +145,7 @@ def score_utterances(items, cal_sdr, num_workers):
     rows, sdr_jobs = [], []
     with ProcessPoolExecutor(max(1, num_workers)) if cal_sdr else nullcontext() as pool:
         for mixture_id, mixture, sources, estimates in items:
-            rows.append({"mixture_ID": mixture_id, **score(mixture, sources, estimates)})
+            rows.append({"mixture_ID": mixture_id, **score(mixture, sources, estimates, mixture_id)})
             if cal_sdr:
                 sdr_jobs.append(pool.submit(sdr_and_improvement, estimates, sources, mixture))
         for row, job in zip(rows, sdr_jobs):
@@ -164,13 +172,14 @@ def summarize(rows, cfg):
 
 
 def write_results(rows, summary, results_dir):
+    """per_utterance.csv and summary.json in results_dir, each replaced whole or not at all."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    with open(results_dir / "per_utterance.csv", "w", newline="") as f:
+    with atomic_path(results_dir / "per_utterance.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (results_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    write_text(results_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
 
 
 def print_summary(summary):
@@ -182,6 +191,7 @@ def print_summary(summary):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     cfg = load_config(argv, parser)
+    check_output_dir(cfg.results_dir, "--results_dir")
     setup_device(cfg)
     net = build_network(cfg)
     load_weights(net, cfg.ckpt_path)

@@ -13,6 +13,7 @@ from config import UserError, load_config, run_main, setup_device
 import mindspore as ms
 import numpy as np
 
+from fileio import atomic_path, check_output_file
 from network_define import build_network, load_weights
 
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
@@ -28,7 +29,9 @@ def export_network(net, file_name, file_format, length, target):
     path = Path(file_name + SUFFIX[file_format])
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        ms.export(net, example, file_name=file_name, file_format=file_format)
+        # exported under a hidden name and renamed: an earlier export stays whole until then
+        with atomic_path(path) as tmp:
+            ms.export(net, example, file_name=str(tmp.with_suffix("")), file_format=file_format)
     except (RuntimeError, TypeError, ValueError) as err:
         if file_format != "ONNX":
             raise
@@ -42,6 +45,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file_name", default="dprnn", help="output path without suffix")
     cfg = load_config(argv, parser)
+    check_output_file(cfg.file_name + SUFFIX[cfg.file_format], "--file_name")
     target = setup_device(cfg)
     net = build_network(cfg)
     load_weights(net, cfg.ckpt_path)

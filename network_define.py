@@ -4,7 +4,7 @@ from pathlib import Path
 import mindspore as ms
 from mindspore import nn
 
-from config import UserError
+from errors import UserError
 from loss import PermutationInvariantSISNR
 from model import DPRNN
 

@@ -14,15 +14,27 @@ from config import UserError, load_config, run_main
 import numpy as np
 
 from evaluate import print_summary, reassemble, score_utterances, summarize, write_results
+from fileio import check_output_dir
+
+
+MANIFEST_KEYS = ("export_length", "num_spks", "sample_rate", "pieces", "utterances")
+PIECE_KEYS = ("bin", "mixture_ID", "offset", "valid")
 
 
 def read_manifest(infer_dir):
     path = Path(infer_dir) / "manifest.json"
     try:
         manifest = json.loads(path.read_text())
-        return manifest, manifest["pieces"], manifest["utterances"]
-    except (OSError, ValueError, KeyError) as err:
+        missing = [k for k in MANIFEST_KEYS if k not in manifest]
+        missing += sorted({k for piece in manifest.get("pieces", []) for k in PIECE_KEYS if k not in piece})
+    except (OSError, ValueError, TypeError, AttributeError) as err:
         raise UserError(f"{path}: not a preprocess_310.py manifest ({err}): run preprocess_310.py") from None
+    if missing:
+        raise UserError(f"{path}: not a preprocess_310.py manifest (no {', '.join(missing)}): run "
+                        f"preprocess_310.py")
+    if not manifest["pieces"]:
+        raise UserError(f"{path}: lists no inputs: run preprocess_310.py on a test split that has some")
+    return manifest, manifest["pieces"], manifest["utterances"]
 
 
 def read_result(result_dir, piece, num_spks, length):
@@ -30,6 +42,9 @@ def read_result(result_dir, piece, num_spks, length):
     if not path.is_file():
         raise UserError(f"{path}: missing result for input {piece['bin']}: rerun the inference step")
     data = np.fromfile(path, np.float32)
+    if not np.isfinite(data).all():
+        raise UserError(f"{path}: holds NaN or infinite values: the model or its inference run is "
+                        f"broken; check the MindIR and rerun the inference step")
     if data.size != num_spks * length:
         raise UserError(f"{path}: {data.size} values, expected {num_spks} x {length}: the results do not "
                         f"come from a model exported with this manifest's export_length and num_spks")
@@ -63,6 +78,7 @@ def main(argv=None):
     parser.add_argument("--infer_dir", default="infer_310", help="preprocess_310.py's output folder")
     parser.add_argument("--result_dir", default="", help="result bins (default: INFER_DIR/result_Files)")
     cfg = load_config(argv, parser)
+    check_output_dir(cfg.results_dir, "--results_dir")
     result_dir = cfg.result_dir or str(Path(cfg.infer_dir) / "result_Files")
     manifest = read_manifest(cfg.infer_dir)[0]
     cfg = cfg.updated(eval_segment=manifest["export_length"] / manifest["sample_rate"])

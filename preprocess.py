@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from config import UserError, load_config, run_main  # first: it quiets MindSpore's import
+from fileio import check_output_dir, made_folders
 
 import librosa
 import numpy as np
@@ -70,7 +71,7 @@ def _local_path(listed, root):
     return rerooted if rerooted.exists() else path
 
 
-def librimix_utterances(root, splits, mix_type):
+def librimix_utterances(root, splits, mix_type, num_spks):
     """Utterances listed in metadata/mixture_{split}_{mix_type}.csv for each comma-separated split."""
     utterances = []
     for split in splits.split(","):
@@ -81,26 +82,34 @@ def librimix_utterances(root, splits, mix_type):
                             f"choose splits with --train_split/--valid_split/--test_split")
         with open(csv_path, newline="") as f:
             rows = list(csv.DictReader(f))
-        source_columns = sorted((c for c in (rows[0] if rows else {}) if re.fullmatch(r"source_\d+_path", c)),
+        columns = list(rows[0]) if rows else []
+        source_columns = sorted((c for c in columns if re.fullmatch(r"source_\d+_path", c)),
                                 key=lambda c: int(c.split("_")[1]))
-        if not rows or "mixture_path" not in rows[0] or not source_columns:
+        missing = [c for c in ("mixture_ID", "mixture_path") if c not in columns]
+        if not rows or missing or not source_columns:
             raise UserError(f"{csv_path}: expected LibriMix columns mixture_ID, mixture_path, "
-                            f"source_1_path, ... and at least one row")
+                            f"source_1_path, ... and at least one row"
+                            + (f" (no {', '.join(missing)} column)" if rows and missing else ""))
+        if len(source_columns) != num_spks:
+            raise UserError(f"{csv_path} lists {len(source_columns)} sources per mixture but num_spks is "
+                            f"{num_spks}: pass --num_spks {len(source_columns)} or use the Libri"
+                            f"{num_spks}Mix metadata")
         for row in rows:
             utterances.append(Utterance(row["mixture_ID"], _local_path(row["mixture_path"], root),
                                         [_local_path(row[c], root) for c in source_columns]))
     return utterances
 
 
-def zoo_utterances(root, role):
+def zoo_utterances(root, role, num_spks):
     """Utterances of {root}/{role}/mix/*.wav with sources of the same name in s1/, s2/, ..."""
     mix_dir = root / role / "mix"
     if not mix_dir.is_dir():
         raise UserError(f"{mix_dir}: no such folder (the model-zoo layout needs tr/, cv/ and tt/)")
     source_dirs = sorted((d for d in (root / role).iterdir() if re.fullmatch(r"s\d+", d.name)),
                          key=lambda d: int(d.name[1:]))
-    if not source_dirs:
-        raise UserError(f"{root / role}: no source folders s1/, s2/, ...")
+    if len(source_dirs) != num_spks:
+        raise UserError(f"{root / role}: {len(source_dirs)} source folders (s1/, s2/, ...) but num_spks is "
+                        f"{num_spks}: pass --num_spks {len(source_dirs) or 2} or add the missing folders")
     return [Utterance(wav.stem, wav, [d / wav.name for d in source_dirs])
             for wav in sorted(mix_dir.glob("*.wav"))]
 
@@ -109,10 +118,10 @@ def list_utterances(in_dir, cfg):
     """{role: [Utterance]} for tr, cv, tt."""
     layout, root = find_layout(in_dir, cfg.sample_rate)
     if layout == "zoo":
-        split_of = {role: zoo_utterances(root, role) for role in ROLES}
+        split_of = {role: zoo_utterances(root, role, cfg.num_spks) for role in ROLES}
     else:
         splits = dict(zip(ROLES, (cfg.train_split, cfg.valid_split, cfg.test_split)))
-        split_of = {role: librimix_utterances(root, splits[role], cfg.mix_type) for role in ROLES}
+        split_of = {role: librimix_utterances(root, splits[role], cfg.mix_type, cfg.num_spks) for role in ROLES}
     for role, utterances in split_of.items():
         if not utterances:
             raise UserError(f"{in_dir}: the {role} split has no utterances")
@@ -138,6 +147,12 @@ def read_audio(path, sample_rate):
         audio, rate = sf.read(str(path), dtype="float32")
     except (sf.LibsndfileError, RuntimeError) as err:
         raise AudioError(f"{path}: unreadable audio ({err}): replace it or pass --skip_bad") from None
+    if not np.isfinite(audio).all():
+        raise AudioError(f"{path}: holds NaN or infinite samples: repair it or pass --skip_bad")
+    peak = float(np.abs(audio).max())
+    if peak > 1:
+        raise AudioError(f"{path}: samples beyond full scale (peak {peak:.2f}) would be clipped in 16-bit "
+                         f"storage: scale the mixture and its sources down together, or pass --skip_bad")
     if rate != sample_rate:
         audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate)
     return np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16), rate
@@ -222,34 +237,138 @@ class SplitWriter:
                 json.dump(entries, f, indent=1)
 
 
-def _move_into(work_dir, out_dir, names):
-    """Replace out_dir's previous outputs of these names with the finished ones in work_dir."""
-    for name in names:
-        for old in list(out_dir.glob(f"{name}*")):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    for item in sorted(work_dir.iterdir()):
-        os.replace(item, out_dir / item.name)
+class OutputSet:
+    """preprocess.py's outputs in out_dir, replaced as one set by a single atomic rename.
+
+    The files live in out_dir/.preprocess/<set>/; out_dir/<name> are relative links through
+    out_dir/.preprocess/current, itself a link to the newest complete set. Switching `current` is
+    one rename, so at every instant a reader sees the whole old set or the whole new one, and a kill
+    at any point leaves one of them; the next run removes what a killed run left behind. Only
+    these links are ever replaced: any other file in out_dir is the user's and is not touched.
+    """
+
+    def __init__(self, out_dir):
+        self.out_dir = Path(out_dir)
+        self.home = self.out_dir / ".preprocess"
+        self.current = self.home / "current"
+
+    def link_target(self, name):
+        return os.path.join(".preprocess", "current", name)
+
+    def is_ours(self, name):
+        path = self.out_dir / name
+        return path.is_symlink() and os.readlink(path) == self.link_target(name)
+
+    def check_free(self, names):
+        """UserError naming the first of `names` in out_dir that preprocess.py did not write."""
+        for name in names:
+            path = self.out_dir / name
+            if (path.exists() or path.is_symlink()) and not self.is_ours(name):
+                raise UserError(f"{path} exists and was not written by this version of preprocess.py, "
+                                f"which replaces only its own outputs: move it away (or delete an older "
+                                f"version's output) or choose another --out_dir")
+
+    def clean_leftovers(self):
+        """Remove what killed runs left: unfinished work folders, superseded sets, dangling links."""
+        live = os.path.realpath(self.current) if self.current.is_symlink() else None
+        for item in self.home.iterdir() if self.home.is_dir() else []:
+            if item.name == "current":
+                continue
+            if item.is_symlink():  # current.new of a run killed while switching
+                item.unlink()
+                continue
+            pid = re.fullmatch(r"work-(\d+)", item.name)
+            if os.path.realpath(item) == live or (pid and _alive(int(pid[1]))):
+                continue
+            shutil.rmtree(item, ignore_errors=True)
+        for legacy in self.out_dir.glob(".preprocess-*.partial"):  # earlier versions' work folders
+            pid = re.fullmatch(r"\.preprocess-(\d+)\.partial", legacy.name)
+            if pid and not _alive(int(pid[1])):
+                shutil.rmtree(legacy, ignore_errors=True)
+        for link in self.out_dir.iterdir():
+            if self.is_ours(link.name) and not link.exists():
+                link.unlink()
+
+    def work_dir(self):
+        self.home.mkdir(exist_ok=True)
+        work = self.home / f"work-{os.getpid()}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        return work
+
+    def commit(self, work_dir, step=lambda name: None):
+        """Make work_dir's files the current set. `step` is called between the steps (tests kill there)."""
+        finished = self.home / f"set-{time.time_ns()}"
+        os.replace(work_dir, finished)
+        step("set in place")
+        names = sorted(p.name for p in finished.iterdir())
+        self.check_free(names)
+        for name in names:
+            if not self.is_ours(name):
+                os.symlink(self.link_target(name), self.out_dir / name)
+                step(f"linked {name}")
+        new_current = self.home / "current.new"
+        new_current.unlink(missing_ok=True)
+        os.symlink(finished.name, new_current)
+        step("new link to the set")
+        os.replace(new_current, self.current)
+        step("switched")
+        self.clean_leftovers()
+        return names
 
 
-def preprocess(in_dir, out_dir, cfg):
-    """Write manifests and MindRecord files for tr, cv, tt; returns a summary dict."""
-    started = time.time()
-    split_of = list_utterances(in_dir, cfg)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work_dir = out_dir / f".preprocess-{os.getpid()}.partial"
-    names = dict(zip(ROLES, (cfg.train_name, cfg.valid_name, cfg.test_name)))
-    writers = {}
+def _alive(pid):
+    """Whether a process of this id runs (a killed run's work folder may be removed if not)."""
     try:
-        work_dir.mkdir()
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def planned_names(split_of, cfg):
+    """The names preprocess.py will write in out_dir: MindRecord shards and index files, manifests."""
+    names = list(ROLES)
+    for role, name in zip(ROLES, (cfg.train_name, cfg.valid_name, cfg.test_name)):
+        shards = max(1, min(cfg.shard_num, len(split_of[role])))
+        files = [name] if shards == 1 else [f"{name}{k}" for k in range(shards)]
+        names += files + [f + ".db" for f in files]
+    return names
+
+
+def _write_and_commit(split_of, outputs, names, writers, cfg, step):
+    """Write every split into a work folder, then make it the current set; returns the names."""
+    work_dir = outputs.work_dir()
+    try:
         with ThreadPoolExecutor(max(1, cfg.num_workers)) as pool:
             for role, utterances in split_of.items():
                 writers[role] = SplitWriter(cfg, work_dir, role, names[role])
                 writers[role].run(utterances, pool)
-        written = sorted(p.name for p in work_dir.iterdir())
-        _move_into(work_dir, out_dir, list(names.values()) + list(ROLES))
+        return outputs.commit(work_dir, step)
+    except OSError as err:
+        raise UserError(f"{outputs.out_dir}: cannot write the outputs ({err.strerror}); it keeps its "
+                        f"previous contents") from None
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def preprocess(in_dir, out_dir, cfg, step=lambda name: None):
+    """Write manifests and MindRecord files for tr, cv, tt; returns a summary dict.
+
+    step: called between the steps of putting the outputs in place (tests kill the process there).
+    """
+    started = time.time()
+    check_output_dir(out_dir, "--out_dir")
+    split_of = list_utterances(in_dir, cfg)
+    outputs = OutputSet(out_dir)
+    outputs.check_free(planned_names(split_of, cfg))
+    names = dict(zip(ROLES, (cfg.train_name, cfg.valid_name, cfg.test_name)))
+    writers = {}
+    with made_folders(outputs.home):
+        outputs.clean_leftovers()
+        written = _write_and_commit(split_of, outputs, names, writers, cfg, step)
     summary = {role: {"utterances": len(w.kept), "hours": sum(w.lengths) / cfg.sample_rate / 3600,
                       "dropped": w.dropped, "resampled_rates": sorted(w.resampled_from)}
                for role, w in writers.items()}

@@ -10,7 +10,6 @@ import argparse
 import csv
 import hashlib
 import math
-import os
 import re
 import sys
 import time
@@ -22,8 +21,9 @@ from config import UserError, load_config, run_main, setup_device
 import mindspore as ms
 from tqdm import tqdm
 
-from data import eval_dataset, mindrecord_file, train_dataset
+from data import check_num_spks, eval_dataset, mindrecord_file, train_dataset
 from evaluate import mean_si_snr
+from fileio import atomic_path, check_output_dir, write_text
 from network_define import build_network, load_checkpoint, load_weights
 from train_wrapper import build_train_step
 
@@ -40,6 +40,11 @@ class TrainState:
     lr: float = 0.0           # the plateau schedule's current rate
     best_valid: float = -math.inf
     epochs_since_best: int = 0
+    # the epoch in progress so far, so that a resumed epoch is logged whole
+    epoch_loss: float = 0.0   # sum of the finite losses
+    epoch_steps: int = 0      # steps with a finite loss and gradient
+    epoch_skipped: int = 0
+    epoch_seconds: float = 0.0
     history: list = field(default_factory=list)  # one dict per finished epoch (train_log.csv rows)
 
 
@@ -61,7 +66,8 @@ def end_epoch(cfg, state, valid_si_snr):
         if cfg.lr_schedule == "plateau" and state.epochs_since_best % cfg.lr_patience == 0:
             state.lr *= 0.5
     state.epoch += 1
-    state.step_in_epoch = 0
+    state.step_in_epoch = state.epoch_steps = state.epoch_skipped = 0
+    state.epoch_loss = state.epoch_seconds = 0.0
     return 0 < cfg.early_stop_patience <= state.epochs_since_best
 
 
@@ -90,7 +96,6 @@ class RunDirectory:
     def __init__(self, path, keep_checkpoint_max):
         self.path = Path(path)
         self.keep = keep_checkpoint_max
-        self.path.mkdir(parents=True, exist_ok=True)
 
     def checkpoints(self):
         """Periodic checkpoints, oldest first."""
@@ -99,12 +104,17 @@ class RunDirectory:
         return [p for _, _, p in sorted(found)]
 
     def _save(self, cell, name, state):
-        # written under a temporary name and renamed: a kill never leaves a torn checkpoint behind
-        tmp = self.path / f".{name}.partial.ckpt"
-        extra = {k: v for k, v in asdict(state).items() if k != "history"}
-        ms.save_checkpoint(cell, str(tmp), append_dict={k: float(v) if isinstance(v, float) else v
-                                                         for k, v in extra.items()})
-        os.replace(tmp, self.path / name)
+        # written under a temporary name and renamed: a kill never leaves a torn checkpoint behind,
+        # and a full disk leaves the previous checkpoints as they were
+        # floats as float64 tensors: MindSpore would store a Python float as float32, and the
+        # epoch's loss sum must come back exactly for the resumed epoch's log row
+        extra = {k: ms.Tensor(v, ms.float64) if isinstance(v, float) else v
+                 for k, v in asdict(state).items() if k != "history"}
+        with atomic_path(self.path / name) as tmp:
+            try:
+                ms.save_checkpoint(cell, str(tmp), append_dict=extra)
+            finally:  # MindSpore writes <name>.tmp first and leaves it behind when writing fails
+                tmp.with_suffix(".tmp").unlink(missing_ok=True)
 
     def save_state(self, train_step, state):
         self._save(train_step, f"dprnn-e{state.epoch:03d}-s{state.total_steps:08d}.ckpt", state)
@@ -115,12 +125,10 @@ class RunDirectory:
         self._save(net, "best.ckpt", state)
 
     def write_log(self, history):
-        tmp = self.path / ".train_log.csv.partial"
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.path / "train_log.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
-        os.replace(tmp, self.path / "train_log.csv")
         self._plot(history)
 
     def _plot(self, history):
@@ -137,21 +145,33 @@ class RunDirectory:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        fig.savefig(self.path / ".train_curves.partial.png")
+        with atomic_path(self.path / "train_curves.png") as tmp:
+            fig.savefig(tmp, format="png")
         plt.close(fig)
-        os.replace(self.path / ".train_curves.partial.png", self.path / "train_curves.png")
 
 
-def resume_path(cfg, run_dir):
+def resume_from(cfg, run_dir):
+    """(path, entries) of the checkpoint to resume from, or None to start afresh.
+
+    `--resume auto` takes the newest periodic checkpoint that loads, warning about any newer one
+    that does not (torn by a crash or a full disk outside this program's control)."""
     if cfg.resume != "auto":
-        return Path(cfg.resume)
-    found = run_dir.checkpoints()
-    return found[-1] if found else None
+        return Path(cfg.resume), load_checkpoint(cfg.resume)
+    for path in reversed(run_dir.checkpoints()):
+        try:
+            entries = load_checkpoint(path)
+        except UserError as err:
+            print(f"warning: {err}; resuming from an earlier checkpoint", file=sys.stderr, flush=True)
+            continue
+        if "step_in_epoch" in entries:  # the training state is written last: present means whole
+            return path, entries
+        print(f"warning: {path} is incomplete; resuming from an earlier checkpoint", file=sys.stderr,
+              flush=True)
+    return None
 
 
-def restore(train_step, path, state):
+def restore(train_step, path, entries, state):
     """Weights, Adam moments and the training state from a checkpoint written by RunDirectory."""
-    entries = load_checkpoint(path)
     if "global_step" not in entries or "step_in_epoch" not in entries:
         raise UserError(f"{path} holds weights only, not a training state to resume; start "
                         f"from it with evaluate/export, or resume from a dprnn-e*-s*.ckpt")
@@ -168,30 +188,35 @@ def read_history(run_dir, epochs_done):
     if not log.is_file():
         return []
     with open(log, newline="") as f:
-        rows = [{k: float(v) if k != "epoch" else int(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: int(v) if k in ("epoch", "steps", "skipped_steps") else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
     return [row for row in rows if row["epoch"] <= epochs_done]
 
 
 def train(cfg):
     """The whole run; returns the final TrainState."""
+    check_output_dir(cfg.output_dir, "--output_dir")
     target = setup_device(cfg)
     rank, group_size = init_parallel(cfg)
     ms.set_seed(cfg.seed)
     train_path = mindrecord_file(cfg.data_dir, cfg.train_name)
+    check_num_spks(train_path, cfg.num_spks)  # before anything is written: a bad file stops here
     valid_data = eval_dataset(mindrecord_file(cfg.data_dir, cfg.valid_name), cfg.num_spks,
                               max_samples=int(cfg.cv_maxlen * cfg.sample_rate))
     net = build_network(cfg)
     train_step = build_train_step(cfg, net)
     state = TrainState(lr=cfg.lr)
     run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max)
-    if cfg.resume and (path := resume_path(cfg, run_dir)):
-        restore(train_step, path, state)
+    if cfg.resume and (found := resume_from(cfg, run_dir)):
+        path, entries = found
+        restore(train_step, path, entries, state)
         state.history = read_history(run_dir, state.epoch)
         print(f"resumed from {path}: epoch {state.epoch + 1}, step {state.step_in_epoch} of it, "
               f"{state.total_steps} steps in all", flush=True)
     is_chief = rank == 0
     if is_chief:
-        (run_dir.path / "config.yaml").write_text(str(cfg) + "\n")
+        run_dir.path.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir.path / "config.yaml", str(cfg) + "\n")
     print(f"training on {target} ({group_size} process{'es' if group_size > 1 else ''}), "
           f"{sum(p.size for p in net.trainable_params()):,} parameters", flush=True)
 
@@ -200,7 +225,7 @@ def train(cfg):
         train_step.optimizer.learning_rate.set_data(ms.Tensor(lr, ms.float32))
         dataset, info = train_dataset(train_path, cfg, state.epoch, group_size, rank)
         steps = info["num_segments"] // cfg.batch_size
-        epoch_loss, epoch_steps, skipped, started = 0.0, 0, 0, time.time()
+        started = time.time() - state.epoch_seconds
         bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                    unit="step", disable=not is_chief, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
@@ -209,10 +234,10 @@ def train(cfg):
             loss, grad_norm = train_step(*batch)
             loss, grad_norm = float(loss.asnumpy()), float(grad_norm.asnumpy())
             if math.isfinite(loss) and math.isfinite(grad_norm):
-                epoch_loss += loss
-                epoch_steps += 1
+                state.epoch_loss += loss
+                state.epoch_steps += 1
             else:
-                skipped += 1
+                state.epoch_skipped += 1
                 tqdm.write(f"step {state.total_steps + 1}: non-finite loss or gradient, update skipped")
             state.step_in_epoch += 1
             state.total_steps += 1
@@ -221,6 +246,7 @@ def train(cfg):
                             step_s=f"{step_time:.2f}", samples_s=f"{cfg.batch_size * group_size / step_time:.1f}",
                             refresh=False)
             bar.update(1)
+            state.epoch_seconds = time.time() - started
             if is_chief and cfg.save_checkpoint_steps and state.total_steps % cfg.save_checkpoint_steps == 0:
                 run_dir.save_state(train_step, state)
             if cfg.max_steps and state.total_steps >= cfg.max_steps:
@@ -232,11 +258,13 @@ def train(cfg):
             break
         valid = mean_si_snr(net, valid_data, cfg.num_spks)
         improved = valid > state.best_valid
+        train_si_snr = -state.epoch_loss / max(state.epoch_steps, 1)
+        epoch_steps, skipped = state.epoch_steps, state.epoch_skipped
+        row = {"epoch": state.epoch + 1, "train_si_snr": round(train_si_snr, 4),
+               "valid_si_snr": round(valid, 4), "lr": lr, "steps": epoch_steps,
+               "skipped_steps": skipped, "seconds": round(time.time() - started, 1)}
         stop = end_epoch(cfg, state, valid)
-        train_si_snr = -epoch_loss / max(epoch_steps, 1)
-        state.history.append({"epoch": state.epoch, "train_si_snr": round(train_si_snr, 4),
-                              "valid_si_snr": round(valid, 4), "lr": lr, "steps": epoch_steps,
-                              "skipped_steps": skipped, "seconds": round(time.time() - started, 1)})
+        state.history.append(row)
         if is_chief:
             if improved:
                 run_dir.save_best(net, state)
@@ -244,7 +272,7 @@ def train(cfg):
             run_dir.write_log(state.history)
         print(f"epoch {state.epoch}/{cfg.epochs}: train SI-SNR {train_si_snr:.2f} dB, valid SI-SNR "
               f"{valid:.2f} dB{' (best)' if improved else ''}, lr {lr:.2e}, {epoch_steps} steps"
-              f"{f', {skipped} skipped' if skipped else ''}, {time.time() - started:.0f} s", flush=True)
+              f"{f', {skipped} skipped' if skipped else ''}, {row['seconds']:.0f} s", flush=True)
         if stop:
             print(f"early stop: no better validation SI-SNR for {state.epochs_since_best} epochs")
             break

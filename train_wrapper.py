@@ -3,7 +3,6 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.communication import get_group_size
 
-from config import UserError
 from network_define import DPRNNWithLoss
 
 
@@ -96,9 +95,6 @@ class TrainOneStep(nn.Cell):
 
 def build_train_step(cfg, net):
     """The training step the config asks for: Adam, clipping, recompute, gradient accumulation."""
-    if cfg.batch_size % cfg.grad_accumulation:
-        raise UserError(f"batch_size {cfg.batch_size} is not a multiple of grad_accumulation "
-                        f"{cfg.grad_accumulation}: the micro-batches must be equal")
     net.set_recompute(cfg.recompute)
     optimizer = nn.Adam(net.trainable_params(), learning_rate=ms.Tensor(cfg.lr, ms.float32),
                         weight_decay=cfg.l2)

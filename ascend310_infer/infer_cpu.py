@@ -11,6 +11,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config import UserError, run_main  # noqa: E402  (after the path above)
+from fileio import atomic_path, check_output_dir  # noqa: E402
 
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
@@ -24,9 +25,13 @@ def infer_folder(mindir, input_dir, result_dir):
     inputs = sorted(Path(input_dir).glob("*.bin")) if Path(input_dir).is_dir() else None
     if not inputs:
         raise UserError(f"{input_dir}: no .bin inputs here (make them with preprocess_310.py)")
+    result_dir = check_output_dir(result_dir, "RESULT_DIR")
     ms.set_device("CPU")
-    model = nn.GraphCell(ms.load(str(mindir)))
-    result_dir = Path(result_dir)
+    try:
+        model = nn.GraphCell(ms.load(str(mindir)))
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"{mindir}: not a loadable MindIR ({str(err).strip().splitlines()[0][:200]}): "
+                        f"export it again with export.py") from None
     result_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for path in inputs:
@@ -37,7 +42,8 @@ def infer_folder(mindir, input_dir, result_dir):
         except RuntimeError:
             raise UserError(f"{path}: the model does not take [1, {data.size}] inputs: preprocess with "
                             f"the --export_length the MindIR was exported with") from None
-        output.astype(np.float32).tofile(result_dir / f"{path.stem}_0.bin")
+        with atomic_path(result_dir / f"{path.stem}_0.bin") as tmp:
+            output.astype(np.float32).tofile(tmp)
         print(f"{path.name}: {(time.perf_counter() - file_started) * 1000:.1f} ms")
     print(f"The total run time is: {(time.perf_counter() - started) * 1000:.3f} ms")
     return len(inputs)

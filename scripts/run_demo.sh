@@ -45,7 +45,7 @@ INFER_DIR="$OUT/infer_310" PYTHON="$PYTHON" bash scripts/run_infer_310.sh "$OUT/
 step "7/7 separate one test mixture"
 mixture=$(ls "$OUT"/librimix/Libri2Mix/wav8k/min/test/mix_clean/*.wav | head -n 1)
 "$PYTHON" separate.py --config_path "$OUT/train/config.yaml" --ckpt_path "$OUT/train/best.ckpt" \
-    "$mixture" --out_dir "$OUT/separated" --plot | tail -n 1
+    "$mixture" --out_dir "$OUT/separated" --plot --overwrite | tail -n 1
 
 "$PYTHON" - "$OUT" "$(( $(date +%s) - started ))" <<'PY'
 import json, sys

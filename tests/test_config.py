@@ -107,3 +107,36 @@ def test_auto_device_is_the_first_available_and_missing_ones_are_refused():
             cfg = load_config(["--device_target", target], verbose=False)
             with pytest.raises(UserError, match=f"{target} was asked for.*only .*CPU"):
                 setup_device(cfg)
+
+
+# A bad value for every key of default_config.yaml, and what the one-line error must name.
+BAD_VALUES = {
+    "data_dir": [""], "mix_type": ["mix_noisy"], "train_split": [" "], "valid_split": [""], "test_split": [""],
+    "train_name": ["a/b"], "valid_name": [""], "test_name": ["x/"], "shard_num": ["0", "1001"],
+    "num_workers": ["0"], "skip_bad": ["maybe"], "sample_rate": ["0", "-8000"], "segment": ["0", "-1", "nan"],
+    "segment_mode": ["sliding"], "cv_maxlen": ["0", "inf"], "in_channels": ["0"], "out_channels": ["32"],
+    "hidden_channels": ["0"], "bn_channels": ["-1"], "kernel_size": ["1"], "rnn_type": ["LSTMx"],
+    "norm": ["bn"], "dropout": ["1", "-0.1", "nan"], "bidirectional": ["2"], "num_layers": ["0"], "K": ["1"],
+    "num_spks": ["0", "9"], "output_dir": [""], "batch_size": ["0"], "epochs": ["0"], "max_steps": ["-1"],
+    "lr": ["-1", "0", "nan", "inf"], "lr_schedule": ["cosine"], "lr_patience": ["0"],
+    "early_stop_patience": ["-1"], "l2": ["-0.5", "nan"], "clip_norm": ["0", "-5"], "recompute": ["often"],
+    "grad_accumulation": ["0", "3"], "seed": ["-1"], "save_checkpoint_steps": ["-1"],
+    "keep_checkpoint_max": ["0"], "resume": None, "distribute": ["yesno"], "ckpt_path": None,
+    "cal_sdr": ["sure"], "eval_segment": ["-1", "0.0001"], "results_dir": [""], "window": ["0", "0.0001"],
+    "file_format": ["PB"], "export_length": ["1", "0"], "device_target": ["TPU"], "device_id": ["-1"],
+    "mode": ["eager"], "kernel_fusion": ["perhaps"],
+}
+# resume and ckpt_path are paths checked where they are used (tests/test_bad_input.py)
+
+
+def test_every_key_has_bad_values_in_the_table():
+    groups = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    assert set(BAD_VALUES) == {key for group in groups.values() for key in group}
+
+
+@pytest.mark.parametrize("key, value", [(k, v) for k, values in BAD_VALUES.items() for v in values or []])
+def test_bad_values_are_one_line_naming_the_key_and_value(key, value):
+    with pytest.raises(UserError) as err:
+        load_config([f"--{key}={value}"], verbose=False)
+    message = str(err.value)
+    assert "\n" not in message and key in message and (value.strip() in message or value == " "), message

@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from config import UserError, load_config
-from data import RECORD_COLUMNS, mindrecord_file
+from data import RECORD_COLUMNS, mindrecord_file, read_index
 from preprocess import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,7 +150,8 @@ def test_bad_files_stop_with_the_file_named_and_nothing_half_written(librimix, t
     summary = preprocess(zoo, out, config("--skip_bad"))
     assert summary["cv"]["dropped"] == 1 and summary["cv"]["utterances"] == 2
     assert victim.stem not in records(out, "valid.mindrecord")
-    assert not any(p.name.startswith(".preprocess") for p in out.iterdir())
+    assert sorted(p.name for p in (out / ".preprocess").iterdir())[0] == "current"
+    assert len(list((out / ".preprocess").iterdir())) == 2  # no work folder left
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -172,3 +173,79 @@ def test_command_line_error_is_one_line_and_non_zero(tmp_path):
                              "--out_dir", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"error: --in_dir {tmp_path / 'x'}: no such folder"
+
+
+def ids(data_dir, name):
+    return sorted(read_index(mindrecord_file(data_dir, name))[1])
+
+
+def test_only_its_own_outputs_are_replaced(librimix, tmp_path):
+    """A user's train/ folder of checkpoints, tracks/, cv_notes.txt beside the outputs survive
+    every run; a user's file where an output would go stops the run before it writes anything."""
+    out = tmp_path / "out"
+    for folder in ("train", "tracks", "tt_old"):
+        (out / folder).mkdir(parents=True)
+        (out / folder / "keep.txt").write_text(folder)
+    (out / "cv_notes.txt").write_text("notes")
+    for shard_num in ("2", "1", "2"):
+        preprocess(librimix, out, config("--shard_num", shard_num))
+        for folder in ("train", "tracks", "tt_old"):
+            assert (out / folder / "keep.txt").read_text() == folder
+        assert (out / "cv_notes.txt").read_text() == "notes"
+    assert ids(out, "test.mindrecord") == sorted(librimix_expected(librimix, "test"))
+    assert sorted(p.name for p in (out / ".preprocess").iterdir())[0] == "current"
+    assert len(list((out / ".preprocess").iterdir())) == 2  # the link and the one set
+
+    mine = tmp_path / "mine"
+    (mine / "tr").mkdir(parents=True)
+    (mine / "tr" / "mix.json").write_text("my own")
+    with pytest.raises(UserError, match=f"{mine / 'tr'} exists and was not written by"):
+        preprocess(librimix, mine, config())
+    assert sorted(p.name for p in mine.rglob("*")) == ["mix.json", "tr"]
+
+
+KILL_AT_STEP = """
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+from config import load_config
+from preprocess import preprocess
+steps = []
+def step(name):
+    steps.append(name)
+    if len(steps) == int(sys.argv[4]):
+        print(name, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+preprocess(sys.argv[2], sys.argv[3], load_config(["--shard_num", "2"], verbose=False), step)
+"""
+
+
+def test_a_kill_at_any_step_leaves_the_old_set_or_the_new_one(librimix, tmp_path):
+    """Killed between any two steps of putting the outputs in place, out_dir holds the complete
+    old set or the complete new one, never a mix or neither; the next run cleans up after it."""
+    out = tmp_path / "out"
+    old_cfg = config("--shard_num", "1", "--valid_split", "test")  # other names and other contents
+    old = {"valid": sorted(librimix_expected(librimix, "test")), "shards": ["valid.mindrecord"]}
+    new = {"valid": sorted(librimix_expected(librimix, "dev")), "shards": ["valid.mindrecord0"]}
+    seen = set()
+    for kill_at in range(1, 40):
+        shutil.rmtree(out, ignore_errors=True)
+        preprocess(librimix, out, old_cfg)
+        (out / ".preprocess-999999999.partial").mkdir()  # an earlier version's killed run
+        run = subprocess.run([sys.executable, "-c", KILL_AT_STEP, str(ROOT), str(librimix), str(out),
+                              str(kill_at)], capture_output=True, text=True)
+        if run.returncode == 0:
+            break
+        assert run.returncode == -9, run.stderr[-2000:]
+        valid = ids(out, "valid.mindrecord")
+        state = "old" if valid == old["valid"] else "new"
+        assert valid == {"old": old, "new": new}[state]["valid"], run.stdout
+        manifest = json.loads((out / "cv" / "mix.json").read_text())
+        assert sorted(Path(p).stem for p, _ in manifest) == valid
+        assert (out / {"old": old, "new": new}[state]["shards"][0]).is_file()
+        seen.add(state)
+        preprocess(librimix, out, config())
+        assert ids(out, "valid.mindrecord") == new["valid"]
+        assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".preprocess"]
+        assert len(list((out / ".preprocess").iterdir())) == 2
+        assert all(p.exists() for p in out.iterdir())  # no dangling links
+    assert run.returncode == 0 and seen == {"old", "new"} and kill_at > 10

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import mindspore as ms
 import numpy as np
+import pytest
 import soundfile as sf
 
-from config import load_config
+from config import UserError, load_config
 from network_define import build_network
-from separate import WindowedSeparation, find_inputs, separate_file
+from loss import si_snr
+from separate import WindowedSeparation, find_inputs, output_stems, separate_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
@@ -30,12 +32,66 @@ class ShuffledOracle:
 
 def separate_with(separator, path, out_dir, window=1.0, rate=8000):
     windowed = WindowedSeparation(separator, rate, window)
-    return separate_file(Path(path), out_dir, windowed, 2, lambda it: it)
+    return separate_file(Path(path), Path(out_dir) / Path(path).stem, windowed, 2, lambda it: it)[0]
+
+
+class ScaledEstimates:
+    """A stand-in separator returning fixed estimates [C, T] (cut to the input's length)."""
+
+    def __init__(self, estimates):
+        self.estimates = estimates
+
+    def __call__(self, mixture):
+        return self.estimates[:, :len(mixture)]
+
+
+def speech_like(rng, length, period):
+    return (rng.standard_normal(length) * np.sin(np.arange(length) / period) ** 2).astype(np.float32)
+
+
+@pytest.mark.parametrize("loud_sources", [False, True])
+def test_outputs_are_at_the_mixture_level_and_never_clipped(tmp_path, loud_sources):
+    """Estimates 30x above full scale are brought to the mixture's level; sources that are louder
+    than full scale themselves (they cancel in the mixture) are scaled down, not clipped. Either way
+    the written 16-bit files score the SI-SNR of the float estimates."""
+    rng = np.random.default_rng(5)
+    length = 8000 * 3
+    first, second = speech_like(rng, length, 700), speech_like(rng, length, 1100)
+    if loud_sources:
+        common = 1.5 * np.sin(np.arange(length) / 40).astype(np.float32)
+        sources = np.stack([common + 0.1 * first, -0.95 * common + 0.1 * second])
+    else:
+        sources = np.stack([0.15 * first, 0.12 * second])
+    mixture = sources.sum(0)
+    assert np.abs(mixture).max() < 1
+    sf.write(tmp_path / "mix.wav", mixture, 8000, subtype="PCM_16")
+    estimates = 30 * (sources + 0.1 * sources[::-1] + 0.01 * rng.standard_normal(sources.shape))
+    outputs = separate_with(ScaledEstimates(estimates.astype(np.float32)), tmp_path / "mix.wav",
+                            tmp_path / "out", window=10)
+    written = np.stack([sf.read(p, dtype="float32")[0] for p in outputs])
+    assert sf.info(str(outputs[0])).subtype == "PCM_16"
+    assert np.abs(written).max() <= 1 and (np.abs(written) >= 32767 / 32768).sum() <= 2
+    np.testing.assert_allclose(si_snr(written, sources), si_snr(estimates, sources), atol=0.05)
+    if not loud_sources:  # in range: at the level where the talkers add up to the mixture best
+        heard = sf.read(tmp_path / "mix.wav", dtype="float32")[0]
+        true_level = estimates / 30
+        assert np.sum((written.sum(0) - heard) ** 2) <= 1.01 * np.sum((true_level.sum(0) - heard) ** 2)
+
+
+def test_inputs_of_the_same_name_get_their_own_outputs(tmp_path):
+    files = [tmp_path / "a" / "x.wav", tmp_path / "b" / "x.wav", tmp_path / "a" / "c" / "x.flac"]
+    stems = output_stems(files, tmp_path / "out")
+    assert stems == [tmp_path / "out" / "a" / "x", tmp_path / "out" / "b" / "x",
+                     tmp_path / "out" / "a" / "c" / "x"]
+    assert output_stems(files[:1], tmp_path / "out") == [tmp_path / "out" / "x"]
+    with pytest.raises(UserError, match="x.wav and .*x.flac would both be written as"):
+        output_stems([tmp_path / "x.wav", tmp_path / "x.flac"], tmp_path / "out")
 
 
 def test_windows_are_stitched_in_a_consistent_talker_order(tmp_path):
     rng = np.random.default_rng(1)
-    speech = (rng.standard_normal(8000 * 20) * np.sin(np.arange(8000 * 20) / 900) ** 2).astype(np.float32) * 0.3
+    speech = speech_like(rng, 8000 * 20, 900)
+    speech *= 0.9 / np.abs(speech).max()  # in range: written as it is, not scaled down
     sf.write(tmp_path / "long.wav", speech, 8000, subtype="FLOAT")
     outputs = separate_with(ShuffledOracle(), tmp_path / "long.wav", tmp_path, window=1.3)
     first, second = (sf.read(p, dtype="float32")[0] for p in outputs)
@@ -75,18 +131,45 @@ def test_inputs_from_files_and_folders(tmp_path):
     assert [p.name for p in found] == ["y.flac", "x.wav"]
 
 
+def run_separate(*argv):
+    return subprocess.run([sys.executable, str(ROOT / "separate.py"), *argv], capture_output=True, text=True)
+
+
 def test_command_line_separates_good_files_and_reports_bad_ones(prepared, librimix, tmp_path):
+    """A folder with a good file, the same name in a subfolder, a file shorter than the encoder's
+    kernel and a file that is not audio: three separated, one skipped with its name, nothing
+    overwritten, and a second run neither overwrites the outputs nor a user's file beside them."""
     ckpt = tmp_path / "tiny.ckpt"
     ms.save_checkpoint(build_network(load_config(TINY, verbose=False)), str(ckpt))
     mixture = sorted((librimix / "test" / "mix_clean").glob("*.wav"))[0]
-    (tmp_path / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
-    result = subprocess.run([sys.executable, str(ROOT / "separate.py"), "--ckpt_path", str(ckpt), *TINY,
-                             str(mixture), str(tmp_path / "broken.wav"), "--out_dir", str(tmp_path / "out"),
-                             "--plot"], capture_output=True, text=True)
+    inputs = tmp_path / "in"
+    (inputs / "sub").mkdir(parents=True)
+    for target in (inputs / "good.wav", inputs / "sub" / "good.wav"):
+        target.write_bytes(mixture.read_bytes())
+    sf.write(inputs / "tiny.wav", np.full(10, 0.1, np.float32), 8000, subtype="PCM_16")
+    (inputs / "broken.wav").write_bytes(b"RIFF....WAVEfmt nonsense")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    argv = ["--ckpt_path", str(ckpt), *TINY, str(inputs), "--out_dir", str(out), "--plot"]
+    result = run_separate(*argv)
     assert result.returncode == 1
-    assert "skipped: " in result.stdout + result.stderr and "broken.wav: unreadable audio" in result.stdout + result.stderr
-    assert "separated 1 of 2 files" in result.stdout
-    made = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert made == [f"{mixture.stem}_s1.wav", f"{mixture.stem}_s2.wav", f"{mixture.stem}_spectrograms.png"]
+    assert f"skipped: {inputs / 'broken.wav'}: unreadable audio" in result.stdout + result.stderr
+    assert "separated 3 of 4 files" in result.stdout
+    made = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert made == ["good_s1.wav", "good_s2.wav", "good_spectrograms.png", "notes.txt", "sub",
+                    "sub/good_s1.wav", "sub/good_s2.wav", "sub/good_spectrograms.png",
+                    "tiny_s1.wav", "tiny_s2.wav", "tiny_spectrograms.png"]
     for k in (1, 2):
-        assert sf.info(str(tmp_path / "out" / f"{mixture.stem}_s{k}.wav")).frames == sf.info(str(mixture)).frames
+        assert sf.info(str(out / f"good_s{k}.wav")).frames == sf.info(str(mixture)).frames
+        assert sf.info(str(out / f"tiny_s{k}.wav")).frames == 10
+
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = run_separate(*argv)
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == [
+        f"error: {out / 'good_s1.wav'} exists (6 of the outputs do): pass --overwrite to replace "
+        f"them, or choose another --out_dir"]
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert "separated 3 of 4 files" in run_separate(*argv, "--overwrite").stdout
+    assert (out / "notes.txt").read_text() == "mine"

@@ -1,0 +1,101 @@
+"""Files the user sees: output locations checked before any work, results written whole or not at all.
+
+Every script writes through `atomic_path` (a hidden temporary file beside the target, flushed to
+disk, then renamed over it), so a kill, a full disk or an error never leaves a torn or truncated
+result where the user looks, and an earlier result stays as it was until the new one is complete.
+"""
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from errors import UserError
+
+
+def fsync_file(path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _cannot_write(path, err):
+    reason = "disk full" if getattr(err, "errno", None) == 28 else (err.strerror or str(err))
+    return UserError(f"{path}: cannot write it ({reason}); nothing was replaced")
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path to write `path`'s new content to; on success it replaces `path`.
+
+    On any error (or kill) the temporary file is removed and `path` keeps its old content. An
+    OSError while writing (full disk, read-only place) becomes a one-line UserError.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
+    try:
+        yield tmp
+        fsync_file(tmp)
+        os.replace(tmp, path)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path, text):
+    """Replace `path` with `text`, atomically."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+@contextmanager
+def made_folders(path):
+    """Create folder `path` (and its missing parents) for the block; if the block fails, remove the
+    ones it created that stayed empty, so a failed run leaves no trace."""
+    path = Path(path)
+    created = []
+    while not path.exists():
+        created.append(path)
+        path = path.parent
+    for folder in reversed(created):
+        folder.mkdir(exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for folder in created:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
+
+
+def check_output_dir(path, option):
+    """UserError naming `option` unless `path` is, or can be made, a folder we can write in.
+
+    Nothing is created: the nearest existing folder on the way is probed with a temporary file, so
+    a run that stops on bad input afterwards leaves no trace.
+    """
+    path = Path(path)
+    existing = path
+    while not existing.exists():
+        if existing.is_symlink() or existing.parent == existing:
+            raise UserError(f"{option} {path}: cannot be created (dangling link {existing})")
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        raise UserError(f"{option} {path}: {what}; choose a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"{option} {path}: cannot write there ({err.strerror}); choose a writable "
+                        f"folder") from None
+    return path
+
+
+def check_output_file(path, option):
+    """UserError naming `option` unless a file can be written at `path` (which must not be a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder; give a file name")
+    check_output_dir(path.parent, option)
+    return path

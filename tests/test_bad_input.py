@@ -1,0 +1,193 @@
+"""Every entry point over a table of bad inputs, as a user meets them on the command line.
+
+Each case must end with exit status 1 and a last stderr line `error: ...` naming the file or the
+key, with no traceback (nothing but that error leaves main()), and must change nothing and leave nothing behind: not in the output
+locations, not in the inputs, not in the working folder (where MindSpore drops compile dumps).
+"""
+import csv
+import hashlib
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+import pytest
+import soundfile as sf
+from mindspore.mindrecord import FileWriter
+
+from config import load_config
+from errors import run_main
+from network_define import build_network
+from preprocess import SCHEMA
+from preprocess_310 import write_inputs
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
+        "--num_layers", "1", "--K", "20", "--kernel_size", "16", "--segment", "1", "--batch_size", "2",
+        "--export_length", "8000", "--device_target", "CPU"]
+
+
+def rewrite_csv(source, target, change):
+    with open(source, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows = [change(dict(row)) for row in rows]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def base(prepared, librimix, tmp_path_factory):
+    """Inputs of every kind, good and bad, shared by the cases (which must not change them)."""
+    cfg, data_dir = prepared
+    base = tmp_path_factory.mktemp("bad_input")
+    (base / "a_file").write_text("I am a file, not a folder")
+    tiny = load_config(TINY, verbose=False)
+    ms.save_checkpoint(build_network(tiny), str(base / "tiny.ckpt"))
+    ms.save_checkpoint(build_network(load_config(TINY + ["--bn_channels", "24"], verbose=False)),
+                       str(base / "other.ckpt"))
+    (base / "junk.ckpt").write_bytes(b"not a checkpoint")
+    (base / "junk.mindir").write_bytes(b"not a model")
+
+    mixture = sorted((librimix / "test" / "mix_clean").glob("*.wav"))[0]
+    nan_audio = sf.read(mixture, dtype="float32")[0]
+    nan_audio[100] = np.nan
+    sf.write(base / "nan.wav", nan_audio, 8000, subtype="FLOAT")
+
+    metadata = librimix / "metadata"
+    for name, change in {
+        "no_id": lambda row: {k: v for k, v in row.items() if k != "mixture_ID"},
+        "one_source": lambda row: {k: v for k, v in row.items() if k != "source_2_path"},
+        "nan_source": lambda row: {**row, "source_1_path": str(base / "nan.wav")}
+        if row["mixture_path"].endswith(mixture.name) else row,
+    }.items():
+        for csv_path in metadata.glob("mixture_*_mix_clean.csv"):
+            edit = change if "test" in csv_path.name else (lambda row: row)
+            rewrite_csv(csv_path, base / name / "metadata" / csv_path.name, edit)
+
+    for kind in ("zero", "corrupt", "empty"):
+        folder = base / f"{kind}_data"
+        shutil.copytree(data_dir, folder, symlinks=True)
+        for link in folder.glob("t*.mindrecord*"):
+            link.unlink()
+    (base / "zero_data" / "train.mindrecord").write_bytes(b"")
+    good = (data_dir / "train.mindrecord0").read_bytes()
+    (base / "corrupt_data" / "train.mindrecord").write_bytes(good[:len(good) // 3])
+    writer = FileWriter(str(base / "empty_data" / "test.mindrecord"), shard_num=1)
+    writer.add_schema(SCHEMA, "no utterances")
+    writer.commit()
+
+    infer = base / "infer"
+    write_inputs(load_config(["--data_dir", str(data_dir), *TINY], verbose=False), infer)
+    (infer / "result_Files").mkdir()
+    for piece in json.loads((infer / "manifest.json").read_text())["pieces"]:
+        np.full(2 * 8000, np.nan, np.float32).tofile(infer / "result_Files" / piece["bin"].replace(".bin", "_0.bin"))
+    shutil.copytree(infer, base / "infer_no_key")
+    manifest = json.loads((infer / "manifest.json").read_text())
+    del manifest["pieces"][0]["offset"]
+    (base / "infer_no_key" / "manifest.json").write_text(json.dumps(manifest))
+    (base / "empty_folder").mkdir()
+    return base, data_dir, mixture
+
+
+# (entry point, arguments, what the error line must name); {base}, {data}, {out}, {mixture} are
+# filled in per case; {out} is a fresh output location that must stay as it was (absent).
+CASES = [
+    ("preprocess.py", ["--in_dir", "{base}/nowhere", "--out_dir", "{out}"], "{base}/nowhere"),
+    ("preprocess.py", ["--in_dir", "{librimix}", "--out_dir", "{base}/a_file/data"], "--out_dir"),
+    ("preprocess.py", ["--in_dir", "{base}/no_id", "--out_dir", "{out}"], "mixture_test_mix_clean.csv"),
+    ("preprocess.py", ["--in_dir", "{base}/one_source", "--out_dir", "{out}"], "mixture_test_mix_clean.csv"),
+    ("preprocess.py", ["--in_dir", "{base}/nan_source", "--out_dir", "{out}"], "{base}/nan.wav"),
+    ("preprocess.py", ["--in_dir", "{librimix}", "--out_dir", "{out}", "--shard_num", "0"], "shard_num"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{base}/a_file/run"], "--output_dir"),
+    ("train.py", ["--data_dir", "{base}/zero_data", "--output_dir", "{out}"], "zero_data/train.mindrecord"),
+    ("train.py", ["--data_dir", "{base}/corrupt_data", "--output_dir", "{out}"], "corrupt_data/train.mindrecord"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--batch_size", "0"], "batch_size"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--lr", "nan"], "lr"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--lr", "-1"], "lr"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--segment", "0"], "segment"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--resume", "{base}/none.ckpt"], "{base}/none.ckpt"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--resume", "{base}/tiny.ckpt"], "{base}/tiny.ckpt"),
+    ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/tiny.ckpt", "--results_dir", "{base}/a_file/r"],
+     "--results_dir"),
+    ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/tiny.ckpt", "--results_dir", "{out}",
+                     "--eval_segment", "0.001"], "eval_segment"),
+    ("evaluate.py", ["--data_dir", "{base}/empty_data", "--ckpt_path", "{base}/tiny.ckpt", "--results_dir", "{out}"],
+     "empty_data/test.mindrecord"),
+    ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/other.ckpt", "--results_dir", "{out}"],
+     "{base}/other.ckpt"),
+    ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/junk.ckpt", "--results_dir", "{out}"],
+     "{base}/junk.ckpt"),
+    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{base}/a_file/model"], "--file_name"),
+    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{out}/model", "--export_length", "8"],
+     "export_length"),
+    ("export.py", ["--ckpt_path", "{base}/none.ckpt", "--file_name", "{out}/model"], "{base}/none.ckpt"),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{base}/a_file/sep"], "--out_dir"),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{base}/nowhere.wav", "--out_dir", "{out}"],
+     "{base}/nowhere.wav"),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{base}/nan.wav", "--out_dir", "{out}"], "{base}/nan.wav"),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{base}/empty_folder", "--out_dir", "{out}"],
+     "{base}/empty_folder"),
+    ("separate.py", ["--mindir", "{base}/none.mindir", "{mixture}", "--out_dir", "{out}"], "{base}/none.mindir"),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{out}", "--window", "0"],
+     "window"),
+    ("preprocess_310.py", ["--data_dir", "{data}", "--infer_dir", "{base}/a_file/infer"], "--infer_dir"),
+    ("preprocess_310.py", ["--data_dir", "{base}/nowhere", "--infer_dir", "{out}"], "{base}/nowhere"),
+    ("postprocess.py", ["--infer_dir", "{base}/infer_no_key", "--results_dir", "{out}"],
+     "{base}/infer_no_key/manifest.json"),
+    ("postprocess.py", ["--infer_dir", "{base}/infer", "--results_dir", "{out}"], "{base}/infer/result_Files/"),
+    ("postprocess.py", ["--infer_dir", "{base}/infer", "--results_dir", "{base}/a_file/r"], "--results_dir"),
+    ("ascend310_infer/infer_cpu.py", ["{base}/junk.mindir", "{base}/infer/input", "{out}"], "{base}/junk.mindir"),
+    ("ascend310_infer/infer_cpu.py", ["{base}/junk.mindir", "{base}/infer/input", "{base}/a_file/res"],
+     "RESULT_DIR"),
+    ("ascend310_infer/infer_cpu.py", ["{base}/junk.mindir", "{base}/empty_folder", "{out}"], "{base}/empty_folder"),
+]
+
+
+def tree(*folders):
+    """{path: content hash} of everything below the folders (links by their target)."""
+    found = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_symlink():
+                found[str(path)] = "-> " + str(path.readlink())
+            elif path.is_file():
+                found[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                found[str(path)] = "folder"
+    return found
+
+
+def entry_point(script):
+    """The script's module, imported as `python script` would run it (main not yet called)."""
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script, argv, names", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_bad_input_is_one_line_exit_1_and_changes_nothing(base, librimix, tmp_path, monkeypatch, script,
+                                                           argv, names):
+    """In-process for speed, through the scripts' own main() and run_main(), which is what their
+    command line runs: its SystemExit message is the stderr line (tests of each script's command
+    line as a subprocess are in the scripts' own test files)."""
+    base_dir, data_dir, mixture = base
+    fill = dict(base=base_dir, data=data_dir, out=tmp_path / "out", mixture=mixture, librimix=librimix)
+    argv = ([] if script.startswith("ascend310_infer") else TINY) + [a.format(**fill) for a in argv]
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    watched = (base_dir, data_dir, librimix, tmp_path)
+    before = tree(*watched)
+    main = entry_point(script).main
+    with pytest.raises(SystemExit) as stopped:
+        run_main(lambda: main(argv))
+    message = stopped.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    assert names.format(**fill) in message, message
+    assert tree(*watched) == before
