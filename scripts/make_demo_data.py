@@ -23,7 +23,11 @@ import sys
 import warnings
 from pathlib import Path
 
-import espeakng_loader
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from errors import UserError, run_main  # noqa: E402  (after the path above)
+from fileio import check_output_dir  # noqa: E402
+
+import espeakng_loader  # noqa: E402
 import librosa
 import numpy as np
 import pyloudnorm
@@ -35,6 +39,7 @@ ESPEAK_RATE = 22050
 LOUDNESS = (-33.0, -25.0)        # LUFS, LibriMix's range for speech
 NOISE_LOUDNESS = (-38.0, -30.0)  # LUFS, LibriMix's range for WHAM noise
 MAX_AMP = 0.9
+MARKER = "DEMO_DATA.txt"  # in every set this script makes: only such a set is ever replaced
 ACCENTS = ("en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc",
            "en-gb-x-gbclan", "en-gb-x-gbcwmd")
 VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5",
@@ -207,15 +212,20 @@ def make_librimix(out_dir, num_spks=2, counts=(200, 20, 20), seed=0, sample_rate
     """Write `out_dir/Libri{C}Mix/wav{k}k/min/...` and return that folder.
 
     Built under a temporary name and renamed when complete, so an interrupted run leaves no
-    half-made set behind.
+    half-made set behind. An existing Libri{C}Mix folder is replaced only if this generator made it
+    (it carries a MARKER file): a real LibriMix there is never touched.
     """
     out_dir = Path(out_dir)
     final = out_dir / f"Libri{num_spks}Mix"
     partial = out_dir / f"Libri{num_spks}Mix.partial"
+    if final.exists() and not (final / MARKER).is_file():
+        raise UserError(f"{final} exists and was not made by make_demo_data.py (no {MARKER} in it): "
+                        f"choose another --out_dir")
     shutil.rmtree(partial, ignore_errors=True)
     layout = Path(f"wav{sample_rate // 1000}k") / "min"
     root = partial / layout
     (root / "metadata").mkdir(parents=True)
+    (partial / MARKER).write_text("made by scripts/make_demo_data.py: replaced when it is run again\n")
     speakers = make_speakers(sum(speakers_per_split), seed)
     start = 0
     try:
@@ -224,8 +234,10 @@ def make_librimix(out_dir, num_spks=2, counts=(200, 20, 20), seed=0, sample_rate
             start += pool_size
             write_split(root, (final / layout).resolve(), split, count, pool, num_spks, seed,
                         split_index, sample_rate)
-        shutil.rmtree(final, ignore_errors=True)
+        if final.exists():  # our own earlier set: moved aside, then removed once the new one is in
+            final.rename(partial.with_name(partial.name + ".old"))
         partial.rename(final)
+        shutil.rmtree(partial.with_name(partial.name + ".old"), ignore_errors=True)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
@@ -242,10 +254,16 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sample_rate", type=int, default=8000)
     args = parser.parse_args(argv)
+    for name in ("n_train", "n_dev", "n_test"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.num_spks < 1 or args.sample_rate < 1000:
+        raise UserError("--num_spks must be at least 1 and --sample_rate at least 1000")
+    check_output_dir(args.out_dir, "--out_dir")
     root = make_librimix(args.out_dir, args.num_spks, (args.n_train, args.n_dev, args.n_test),
                          args.seed, args.sample_rate)
     print(f"demo LibriMix set written to {root}")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

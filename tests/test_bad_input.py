@@ -91,6 +91,7 @@ def base(prepared, librimix, tmp_path_factory):
     del manifest["pieces"][0]["offset"]
     (base / "infer_no_key" / "manifest.json").write_text(json.dumps(manifest))
     (base / "empty_folder").mkdir()
+    (base / "corpora" / "Libri2Mix" / "wav8k").mkdir(parents=True)  # a real LibriMix, say
     return base, data_dir, mixture
 
 
@@ -145,7 +146,13 @@ CASES = [
     ("ascend310_infer/infer_cpu.py", ["{base}/junk.mindir", "{base}/infer/input", "{base}/a_file/res"],
      "RESULT_DIR"),
     ("ascend310_infer/infer_cpu.py", ["{base}/junk.mindir", "{base}/empty_folder", "{out}"], "{base}/empty_folder"),
+    ("scripts/make_demo_data.py", ["--out_dir", "{base}/a_file/demo"], "--out_dir"),
+    ("scripts/make_demo_data.py", ["--out_dir", "{base}/corpora", "--n_train", "1", "--n_dev", "1", "--n_test", "1"],
+     "{base}/corpora/Libri2Mix"),
+    ("scripts/make_demo_data.py", ["--out_dir", "{out}", "--n_train", "0"], "--n_train"),
 ]
+TAKES_THE_CONFIG = ("preprocess.py", "train.py", "evaluate.py", "export.py", "separate.py",
+                    "preprocess_310.py", "postprocess.py")
 
 
 def tree(*folders):
@@ -178,7 +185,7 @@ def test_bad_input_is_one_line_exit_1_and_changes_nothing(base, librimix, tmp_pa
     line as a subprocess are in the scripts' own test files)."""
     base_dir, data_dir, mixture = base
     fill = dict(base=base_dir, data=data_dir, out=tmp_path / "out", mixture=mixture, librimix=librimix)
-    argv = ([] if script.startswith("ascend310_infer") else TINY) + [a.format(**fill) for a in argv]
+    argv = (TINY if script in TAKES_THE_CONFIG else []) + [a.format(**fill) for a in argv]
     work = tmp_path / "cwd"
     work.mkdir()
     monkeypatch.chdir(work)

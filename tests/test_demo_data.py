@@ -75,3 +75,23 @@ def test_three_talkers(tmp_path):
     assert root.parts[-3] == "Libri3Mix" and "source_3_path" in row
     total = sum(sf.read(row[f"source_{k}_path"], dtype="int16")[0].astype(np.int32) for k in (1, 2, 3))
     np.testing.assert_array_equal(sf.read(row["mixture_path"], dtype="int16")[0], total)
+
+
+def test_replaces_only_a_set_it_made(tmp_path):
+    """Run again into the same folder, the generator replaces its own set; a LibriMix folder of the
+    user's (no marker) there is refused and left as it was."""
+    import pytest
+    from errors import UserError
+    first = make_librimix(tmp_path / "ours", counts=(1, 1, 1), seed=1, speakers_per_split=(2, 2, 2))
+    (first / "stale.txt").write_text("from the first run")
+    again = make_librimix(tmp_path / "ours", counts=(1, 1, 1), seed=2, speakers_per_split=(2, 2, 2))
+    assert again == first and not (again / "stale.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "ours").iterdir()) == ["Libri2Mix"]
+
+    real = tmp_path / "corpora" / "Libri2Mix" / "wav8k" / "min"
+    real.mkdir(parents=True)
+    (real / "mine.wav").write_bytes(b"real data")
+    with pytest.raises(UserError, match="exists and was not made by make_demo_data.py"):
+        make_librimix(tmp_path / "corpora", counts=(1, 1, 1), seed=1, speakers_per_split=(2, 2, 2))
+    assert (real / "mine.wav").read_bytes() == b"real data"
+    assert sorted(p.name for p in (tmp_path / "corpora").iterdir()) == ["Libri2Mix"]
