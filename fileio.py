@@ -4,6 +4,7 @@ Every script writes through `atomic_path` (a hidden temporary file beside the ta
 disk, then renamed over it), so a kill, a full disk or an error never leaves a torn or truncated
 result where the user looks, and an earlier result stays as it was until the new one is complete.
 """
+import errno
 import os
 import tempfile
 from contextlib import contextmanager
@@ -12,13 +13,13 @@ from pathlib import Path
 from errors import UserError
 
 
-def fsync_file(path):
+def _fsync(path):
     with open(path, "rb") as f:
         os.fsync(f.fileno())
 
 
 def _cannot_write(path, err):
-    reason = "disk full" if getattr(err, "errno", None) == 28 else (err.strerror or str(err))
+    reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
     return UserError(f"{path}: cannot write it ({reason}); nothing was replaced")
 
 
@@ -33,7 +34,7 @@ def atomic_path(path):
     tmp = path.with_name(f".{path.name}.partial{path.suffix}")
     try:
         yield tmp
-        fsync_file(tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except OSError as err:
         raise _cannot_write(path, err) from None
