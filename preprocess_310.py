@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from data import mindrecord_file, read_index
 from evaluate import pad_piece, pieces, read_test_split
-from fileio import check_output_dir
+from fileio import check_output_dir, made_folders
 
 
 OUTPUTS = ("input", "references", "manifest.json")  # the only entries of infer_dir it replaces
@@ -36,28 +36,30 @@ def write_inputs(cfg, infer_dir):
     """
     infer_dir = Path(infer_dir)
     count = len(read_index(mindrecord_file(cfg.data_dir, cfg.test_name))[0])
-    infer_dir.mkdir(parents=True, exist_ok=True)
-    partial = infer_dir / f".preprocess_310-{os.getpid()}.partial"
+    partial = infer_dir / ".preprocess_310.partial"  # one fixed name: a run removes what a killed one left
     try:
-        (partial / "input").mkdir(parents=True)
-        (partial / "references").mkdir()
-        manifest = {"export_length": cfg.export_length, "num_spks": cfg.num_spks,
-                    "sample_rate": cfg.sample_rate, "pieces": [], "utterances": {}}
-        for mixture_id, mixture, sources in tqdm(read_test_split(cfg), total=count, desc="preprocess_310",
-                                                 unit="utt"):
-            np.save(partial / "references" / f"{mixture_id}.npy", np.concatenate([mixture[None], sources]))
-            manifest["utterances"][mixture_id] = len(mixture)
-            for offset, valid in pieces(len(mixture), cfg.export_length):
-                name = f"{len(manifest['pieces']):06d}.bin"
-                pad_piece(mixture, offset, valid, cfg.export_length)[None].tofile(partial / "input" / name)
-                manifest["pieces"].append({"bin": name, "mixture_ID": mixture_id, "offset": offset,
-                                           "valid": valid})
-        (partial / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-        (infer_dir / "manifest.json").unlink(missing_ok=True)
-        for name in OUTPUTS:
-            if (infer_dir / name).is_dir():
-                os.replace(infer_dir / name, partial / f"old-{name}")
-            os.replace(partial / name, infer_dir / name)
+        with made_folders(infer_dir):
+            shutil.rmtree(partial, ignore_errors=True)
+            (partial / "input").mkdir(parents=True)
+            (partial / "references").mkdir()
+            manifest = {"export_length": cfg.export_length, "num_spks": cfg.num_spks,
+                        "sample_rate": cfg.sample_rate, "pieces": [], "utterances": {}}
+            for mixture_id, mixture, sources in tqdm(read_test_split(cfg), total=count,
+                                                     desc="preprocess_310", unit="utt"):
+                np.save(partial / "references" / f"{mixture_id}.npy",
+                        np.concatenate([mixture[None], sources]))
+                manifest["utterances"][mixture_id] = len(mixture)
+                for offset, valid in pieces(len(mixture), cfg.export_length):
+                    name = f"{len(manifest['pieces']):06d}.bin"
+                    pad_piece(mixture, offset, valid, cfg.export_length)[None].tofile(partial / "input" / name)
+                    manifest["pieces"].append({"bin": name, "mixture_ID": mixture_id, "offset": offset,
+                                               "valid": valid})
+            (partial / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+            (infer_dir / "manifest.json").unlink(missing_ok=True)
+            for name in OUTPUTS:
+                if (infer_dir / name).is_dir():
+                    os.replace(infer_dir / name, partial / f"old-{name}")
+                os.replace(partial / name, infer_dir / name)
     except OSError as err:
         raise UserError(f"{infer_dir}: cannot write the inputs ({err.strerror})") from None
     finally:

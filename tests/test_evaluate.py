@@ -114,7 +114,12 @@ def infer_310(checkpoint, tmp_path_factory):
     """preprocess_310 -> export -> CPU twin of the 310 app: (cfg, infer_dir)."""
     cfg, ckpt = checkpoint
     infer_dir = tmp_path_factory.mktemp("infer") / "infer_310"
+    write_inputs(cfg, infer_dir)
+    # run again over a user's file and a killed run's leftover: the file stays, the leftover goes
+    (infer_dir / "my_notes.txt").write_text("mine")
+    (infer_dir / ".preprocess_310.partial" / "input").mkdir(parents=True)
     manifest = write_inputs(cfg, infer_dir)
+    assert sorted(p.name for p in infer_dir.iterdir()) == ["input", "manifest.json", "my_notes.txt", "references"]
     net = build_network(cfg)
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     mindir = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.export_length, "CPU")
