@@ -161,6 +161,21 @@ class Linear(nn.Dense):
         return y.reshape(x.shape[:-1] + (self.out_channels,))
 
 
+class PReLU(nn.Cell):
+    """nn.PReLU (one slope shared by all channels, 0.25 at start, same parameter name) written
+    elementwise.  nn.PReLU's CPU gradient of the slope sums in thread order, so it changes from
+    one call to the next at the same inputs and two runs with one seed drift apart (and a resumed
+    run from the one it continues); this form's gradient is a deterministic sum.  x [...] -> [...]
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(ms.Tensor([0.25], ms.float32), name="w")
+
+    def construct(self, x):
+        return ops.relu(x) - self.w * ops.relu(-x)
+
+
 class PointwiseConv(nn.Cell):
     """1x1 convolution of channels-last input as one matrix product: x [..., I] -> [..., O].
 
@@ -282,7 +297,7 @@ class MaskEstimator(nn.Cell):
         self.blocks = nn.SequentialCell([
             DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout)
             for _ in range(num_layers)])
-        self.prelu = nn.PReLU()
+        self.prelu = PReLU()
         self.to_speakers = PointwiseConv(bn_channels, bn_channels * num_spks, True, "HeUniform")
         self.output = PointwiseConv(bn_channels, bn_channels, True, "XavierUniform")
         self.output_gate = PointwiseConv(bn_channels, bn_channels, True, "XavierUniform")

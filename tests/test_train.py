@@ -115,11 +115,11 @@ def log_rows(run_dir):
 
 
 def test_killed_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
-    """Killed twice (mid-epoch and later) and resumed each time, a run ends with the weights, Adam
-    moments, training state and log of the uninterrupted run, each epoch logged whole."""
+    """Killed twice (mid-epoch and later) and resumed each time, a run ends with bit for bit the
+    weights, Adam moments, training state and log of the uninterrupted run, each epoch logged whole."""
     _, data_dir = tiny_data
     argv = ["--max_steps", "40", "--save_checkpoint_steps", "4"]
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ)
     subprocess.run(train_command(data_dir, tmp_path / "straight", *argv), check=True, env=env,
                    capture_output=True)
     steps_per_epoch = int(log_rows(tmp_path / "straight")[1][4])
@@ -137,7 +137,7 @@ def test_killed_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
     again = checkpoint_arrays(sorted(killed_dir.glob("dprnn-e*-s00000040.ckpt"))[0])
     assert straight.keys() == again.keys()
     for name in set(straight) - {"epoch_seconds"}:
-        np.testing.assert_allclose(again[name], straight[name], rtol=1e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_array_equal(again[name], straight[name], err_msg=name)
     assert log_rows(killed_dir) == log_rows(tmp_path / "straight")
 
 
@@ -198,9 +198,10 @@ def test_two_data_parallel_workers_equal_one_process_on_both_shards(tiny_data, t
     for _, (first, second) in zip(range(steps), zip(*shards)):
         step(*[ops.concat([a, b]) for a, b in zip(first, second)])
     saved = load_checkpoint(sorted((tmp_path / "out").glob("dprnn-e*-s*.ckpt"))[-1])
-    # one Adam step moves a weight by about lr (1e-3): 1e-5 is float noise, not a missed update
+    # one Adam step moves a weight by about lr (1e-3): 3e-5 is float noise (Adam divides by the
+    # root of tiny second moments, so summation order shows), not a missed or doubled update
     for param in net.trainable_params():
-        np.testing.assert_allclose(saved[param.name].asnumpy(), param.asnumpy(), rtol=0, atol=1e-5,
+        np.testing.assert_allclose(saved[param.name].asnumpy(), param.asnumpy(), rtol=0, atol=3e-5,
                                    err_msg=param.name)
 
 
