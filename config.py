@@ -25,13 +25,14 @@ import mindspore as ms  # noqa: E402  (after GLOG_v)
 os.environ.setdefault("AKG_WHITE_LIST_PATH", os.path.dirname(ms.__file__))
 
 from errors import UserError, run_main  # noqa: E402,F401  (scripts import both from here)
-from model import NORMS, RNNS  # noqa: E402
+from model import INITS, NORMS, RNNS  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_config.yaml"
 DEVICES = ("Ascend", "GPU", "CPU")
 CHOICES = {
     "rnn_type": tuple(RNNS),
     "norm": tuple(NORMS),
+    "init": INITS,
     "device_target": ("auto",) + DEVICES,
     "mode": ("graph", "pynative"),
     "file_format": ("MINDIR", "AIR", "ONNX"),
@@ -61,7 +62,7 @@ RULES = {
     "num_workers": _between(1, 64), "sample_rate": _between(1000, 384000),
     "segment": _POSITIVE, "cv_maxlen": _POSITIVE,
     "in_channels": _at_least(1), "out_channels": _at_least(1), "hidden_channels": _at_least(1),
-    "bn_channels": _at_least(1), "kernel_size": _at_least(2), "num_layers": _at_least(1),
+    "bn_channels": _at_least(1), "kernel_size": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2"), "num_layers": _at_least(1),
     "K": _at_least(2), "num_spks": _between(1, 8),  # PIT tries every permutation: 8! already 40,320
     "dropout": (lambda v: 0 <= v < 1, "0 <= dropout < 1"),
     "output_dir": _PATH, "batch_size": _at_least(1), "epochs": _at_least(1), "max_steps": _at_least(0),

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import math
 import re
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -22,7 +23,7 @@ import mindspore as ms
 from tqdm import tqdm
 
 from data import check_num_spks, eval_dataset, mindrecord_file, train_dataset
-from evaluate import mean_si_snr
+from evaluate import UtteranceScores, mean_si_snr
 from fileio import atomic_path, check_output_dir, write_text
 from network_define import build_network, load_checkpoint, load_weights
 from train_wrapper import build_train_step
@@ -126,7 +127,7 @@ class RunDirectory:
 
     def write_log(self, history):
         with atomic_path(self.path / "train_log.csv") as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer = csv.DictWriter(f, fieldnames=list(history[-1]), restval="")
             writer.writeheader()
             writer.writerows(history)
         self._plot(history)
@@ -188,8 +189,9 @@ def read_history(run_dir, epochs_done):
     if not log.is_file():
         return []
     with open(log, newline="") as f:
-        rows = [{k: int(v) if k in ("epoch", "steps", "skipped_steps") else float(v) for k, v in row.items()}
-                for row in csv.DictReader(f)]
+        # a column an older version did not write stays empty in its rows
+        rows = [{k: v if v == "" else int(v) if k in ("epoch", "steps", "skipped_steps") else float(v)
+                 for k, v in row.items()} for row in csv.DictReader(f)]
     return [row for row in rows if row["epoch"] <= epochs_done]
 
 
@@ -205,6 +207,7 @@ def train(cfg):
                               max_samples=int(cfg.cv_maxlen * cfg.sample_rate))
     net = build_network(cfg)
     train_step = build_train_step(cfg, net)
+    valid_scores = UtteranceScores(net, cfg.num_spks, cfg.compiled_validation)
     state = TrainState(lr=cfg.lr)
     run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max)
     if cfg.resume and (found := resume_from(cfg, run_dir)):
@@ -226,6 +229,7 @@ def train(cfg):
         dataset, info = train_dataset(train_path, cfg, state.epoch, group_size, rank)
         steps = info["num_segments"] // cfg.batch_size
         started = time.time() - state.epoch_seconds
+        step_times = []
         bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
                    unit="step", disable=not is_chief, dynamic_ncols=True,
                    mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
@@ -242,6 +246,7 @@ def train(cfg):
             state.step_in_epoch += 1
             state.total_steps += 1
             step_time = time.time() - step_started
+            step_times.append(step_time)
             bar.set_postfix(loss=f"{loss:.3f}", si_snr=f"{-loss:.2f}", lr=f"{lr:.2e}",
                             step_s=f"{step_time:.2f}", samples_s=f"{cfg.batch_size * group_size / step_time:.1f}",
                             refresh=False)
@@ -256,19 +261,23 @@ def train(cfg):
             if is_chief:
                 run_dir.save_state(train_step, state)
             break
-        valid = mean_si_snr(net, valid_data, cfg.num_spks)
+        end_started = time.time()
+        valid = mean_si_snr(valid_scores, valid_data)
         improved = valid > state.best_valid
         train_si_snr = -state.epoch_loss / max(state.epoch_steps, 1)
         epoch_steps, skipped = state.epoch_steps, state.epoch_skipped
         row = {"epoch": state.epoch + 1, "train_si_snr": round(train_si_snr, 4),
                "valid_si_snr": round(valid, 4), "lr": lr, "steps": epoch_steps,
-               "skipped_steps": skipped, "seconds": round(time.time() - started, 1)}
+               "skipped_steps": skipped, "step_seconds": round(statistics.median(step_times or [0]), 4)}
         stop = end_epoch(cfg, state, valid)
-        state.history.append(row)
         if is_chief:
             if improved:
                 run_dir.save_best(net, state)
             run_dir.save_state(train_step, state)
+        row["valid_seconds"] = round(time.time() - end_started, 2)  # validation and checkpoints
+        row["seconds"] = round(time.time() - started, 1)
+        state.history.append(row)
+        if is_chief:
             run_dir.write_log(state.history)
         print(f"epoch {state.epoch}/{cfg.epochs}: train SI-SNR {train_si_snr:.2f} dB, valid SI-SNR "
               f"{valid:.2f} dB{' (best)' if improved else ''}, lr {lr:.2e}, {epoch_steps} steps"

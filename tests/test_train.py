@@ -1,4 +1,5 @@
 """train.py: schedules, learning, resume after SIGKILL, data-parallel equivalence, bad input."""
+import csv
 import os
 import resource
 import signal
@@ -14,7 +15,7 @@ from mindspore import nn, ops
 
 from config import UserError, load_config
 from data import eval_dataset, mindrecord_file, train_dataset
-from evaluate import mean_si_snr
+from evaluate import UtteranceScores, eager_mode, mean_si_snr
 from network_define import DPRNNWithLoss, build_network, load_checkpoint, load_weights
 from train import TrainState, end_epoch, learning_rate, train
 from train_wrapper import TrainOneStep
@@ -76,17 +77,37 @@ def test_a_short_run_overfits_a_few_mixtures_by_10_db(tiny_data, tmp_path):
                      "--save_checkpoint_steps", "0")
     train_utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
     ms.set_seed(cfg.seed)
-    before = mean_si_snr(build_network(cfg), train_utterances, 2)
+    before = mean_si_snr(UtteranceScores(build_network(cfg), 2, False), train_utterances)
     state = train(cfg)
     trained = build_network(cfg)
     final = sorted(tmp_path.glob("dprnn-e*.ckpt"))[-1]
     load_weights(trained, final)
-    after = mean_si_snr(trained, train_utterances, 2)
+    after = mean_si_snr(UtteranceScores(trained, 2, True), train_utterances)
     assert after > before + 10, (before, after)
     log = (tmp_path / "train_log.csv").read_text().splitlines()
-    assert log[0] == "epoch,train_si_snr,valid_si_snr,lr,steps,skipped_steps,seconds"
+    assert log[0] == "epoch,train_si_snr,valid_si_snr,lr,steps,skipped_steps,step_seconds,valid_seconds,seconds"
     assert len(log) == 1 + state.epoch and (tmp_path / "train_curves.png").stat().st_size > 1000
     assert (tmp_path / "best.ckpt").is_file() and "num_layers: 2" in (tmp_path / "config.yaml").read_text()
+
+
+def test_compiled_validation_scores_as_eager_validation_does(tiny_data):
+    """One graph for every length (train.compiled_validation) gives the eager scores, utterance by
+    utterance, over utterances of different lengths, and again on a second pass (no recompile)."""
+    _, data_dir = tiny_data
+    cfg = run_config(data_dir, "unused", *TINY)
+    utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
+    assert len({int(b["lens"][0]) for b in utterances.create_dict_iterator(num_epochs=1)}) == 2
+    ms.set_context(mode=ms.GRAPH_MODE)
+    net = build_network(cfg)
+    eager, compiled = UtteranceScores(net, 2, False), UtteranceScores(net, 2, True)
+    with eager_mode():
+        expected = [float(eager(b["mixture"], b["sources"], b["lens"]).asnumpy()[0])
+                    for b in utterances.create_dict_iterator(num_epochs=1)]
+    for _ in range(2):
+        got = [float(compiled(b["mixture"], b["sources"], b["lens"]).asnumpy()[0])
+               for b in utterances.create_dict_iterator(num_epochs=1)]
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+    assert mean_si_snr(compiled, utterances) == pytest.approx(np.mean(expected), abs=1e-3)
 
 
 def train_command(data_dir, out_dir, *argv):
@@ -110,8 +131,9 @@ def kill_after_checkpoint(command, run_dir, step, env):
 
 
 def log_rows(run_dir):
-    rows = (run_dir / "train_log.csv").read_text().splitlines()
-    return [row.split(",")[:-1] for row in rows]  # all but the seconds
+    """train_log.csv without the timings."""
+    with open(run_dir / "train_log.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if not k.endswith("seconds")} for row in csv.DictReader(f)]
 
 
 def test_killed_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
@@ -122,7 +144,7 @@ def test_killed_and_resumed_equals_uninterrupted(tiny_data, tmp_path):
     env = dict(os.environ)
     subprocess.run(train_command(data_dir, tmp_path / "straight", *argv), check=True, env=env,
                    capture_output=True)
-    steps_per_epoch = int(log_rows(tmp_path / "straight")[1][4])
+    steps_per_epoch = int(log_rows(tmp_path / "straight")[0]["steps"])
     assert steps_per_epoch % 4  # so the kills (after steps 4 and >= epoch + 4) are mid-epoch
 
     killed_dir = tmp_path / "killed"

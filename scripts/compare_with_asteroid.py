@@ -1,0 +1,143 @@
+"""Equal-update comparison with Asteroid's DPRNNTasNet: both train the demo architecture on the same
+LibriMix-layout data for the same number of updates, one after the other, then separate the same
+test mixtures whole. Prints each side's per-epoch train/validation SI-SNR, test SI-SNRi and median
+seconds per step.
+
+    python scripts/compare_with_asteroid.py --peer_python /tmp/peer-venv/bin/python \
+        --peer_trainer ../shared/peer/train_asteroid.py [--epochs 10] [--seeds 1 2] [--work_dir W]
+
+The peer (Asteroid 0.7.0 on PyTorch, CPU) runs from its own environment: `--peer_trainer` is a
+script taking `--data <Libri2Mix/wav8k/min> --out OUT --epochs E --seed S` that writes log.csv
+(epoch, train_si_snr, valid_si_snr, median_step_s, ...) and the test mixtures separated whole as
+sep_final/<mixture_ID>_s<k>.wav. The data is made by scripts/make_demo_data.py with a seed the
+tests do not use (17), so neither side has seen it during development.
+"""
+import argparse
+import csv
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from loss import si_snr  # noqa: E402  (the project's library, not a script)
+
+DEMO_CONFIG = ROOT / "scripts" / "demo_config.yaml"
+
+
+def run(command, log):
+    """Run one stage, its output kept in log; a failure stops everything with the log's tail."""
+    print("$", " ".join(map(str, command)), flush=True)
+    with open(log, "w") as f:
+        done = subprocess.run(list(map(str, command)), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                              env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    if done.returncode:
+        sys.exit(f"error: {command[1]} failed (exit {done.returncode}); see {log}:\n"
+                 + "".join(open(log).readlines()[-15:]))
+
+
+def make_data(args, work):
+    librimix = work / "librimix" / "Libri2Mix" / "wav8k" / "min"
+    if not (work / "data" / "train.mindrecord0").exists():
+        run([sys.executable, "scripts/make_demo_data.py", "--out_dir", work / "librimix",
+             "--seed", args.data_seed, "--n_train", args.n_train, "--n_dev", args.n_dev,
+             "--n_test", args.n_test], work / "make_data.log")
+        run([sys.executable, "preprocess.py", "--config_path", DEMO_CONFIG, "--in_dir", librimix,
+             "--out_dir", work / "data"], work / "preprocess.log")
+    return librimix
+
+
+def test_split(librimix):
+    """(mixture_ID, mixture [T], sources [2, T]) of the LibriMix test CSV."""
+    with open(librimix / "metadata" / "mixture_test_mix_clean.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        yield (row["mixture_ID"], sf.read(librimix / "mix_clean" / Path(row["mixture_path"]).name)[0],
+               np.stack([sf.read(librimix / f"s{k}" / Path(row[f"source_{k}_path"]).name)[0]
+                         for k in (1, 2)]))
+
+
+def test_si_snri(librimix, separated):
+    """Mean PIT SI-SNRi (dB) over the test split of the files <mixture_ID>_s<k>.wav in separated."""
+    scores = []
+    for mixture_id, mixture, sources in test_split(librimix):
+        estimates = np.stack([sf.read(separated / f"{mixture_id}_s{k}.wav")[0] for k in (1, 2)])
+        best = max(si_snr(estimates[list(p)], sources).mean() for p in itertools.permutations(range(2)))
+        scores.append(best - si_snr(np.stack([mixture, mixture]), sources).mean())
+    return float(np.mean(scores))
+
+
+def train_mindspore(args, work, librimix, seed):
+    out = work / f"mindspore-seed{seed}"
+    run([sys.executable, "train.py", "--config_path", DEMO_CONFIG, "--data_dir", work / "data",
+         "--output_dir", out, "--epochs", args.epochs, "--seed", seed, "--device_target", "CPU",
+         "--save_checkpoint_steps", 0, "--keep_checkpoint_max", 1], out.with_suffix(".log"))
+    final = sorted(out.glob("dprnn-e*-s*.ckpt"))[-1]
+    run([sys.executable, "evaluate.py", "--config_path", DEMO_CONFIG, "--ckpt_path", final,
+         "--data_dir", work / "data", "--results_dir", out / "test", "--device_target", "CPU"],
+        out / "evaluate.log")
+    with open(out / "train_log.csv", newline="") as f:
+        epochs = [{"train": float(r["train_si_snr"]), "valid": float(r["valid_si_snr"]),
+                   "step_s": float(r["step_seconds"]), "valid_s": float(r["valid_seconds"])}
+                  for r in csv.DictReader(f)]
+    summary = json.loads((out / "test" / "summary.json").read_text())
+    return {"epochs": epochs, "test_si_snri": summary["si_snri"]}
+
+
+def train_asteroid(args, work, librimix, seed):
+    out = work / f"asteroid-seed{seed}"
+    run([args.peer_python, Path(args.peer_trainer).resolve(), "--data", librimix, "--out", out,
+         "--epochs", args.epochs, "--seed", seed], work / f"asteroid-seed{seed}.log")
+    with open(out / "log.csv", newline="") as f:
+        epochs = [{"train": float(r["train_si_snr"]), "valid": float(r["valid_si_snr"]),
+                   "step_s": float(r["median_step_s"]), "valid_s": float(r["valid_seconds"])}
+                  for r in csv.DictReader(f)]
+    return {"epochs": epochs, "test_si_snri": test_si_snri(librimix, out / "sep_final")}
+
+
+def report(seed, sides):
+    print(f"\nseed {seed}: SI-SNR (dB) per epoch, train / validation; median seconds per step")
+    print(f"{'epoch':>5}  " + "  ".join(f"{name:>24}" for name in sides))
+    for epoch in range(len(next(iter(sides.values()))["epochs"])):
+        cells = [f"{e['train']:6.2f} / {e['valid']:5.2f}  {e['step_s']:.3f} s"
+                 for e in (side["epochs"][epoch] for side in sides.values())]
+        print(f"{epoch + 1:>5}  " + "  ".join(f"{c:>24}" for c in cells))
+    print("test SI-SNRi (whole utterances): "
+          + ", ".join(f"{name} {side['test_si_snri']:.2f} dB" for name, side in sides.items()))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peer_python", required=True, help="python of the peer's environment")
+    parser.add_argument("--peer_trainer", required=True, help="the peer's train_asteroid.py")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--work_dir", type=Path, default=ROOT / "outputs" / "compare_with_asteroid")
+    parser.add_argument("--data_seed", type=int, default=17)
+    parser.add_argument("--n_train", type=int, default=100)
+    parser.add_argument("--n_dev", type=int, default=20)
+    parser.add_argument("--n_test", type=int, default=20)
+    args = parser.parse_args()
+    for path in (args.peer_python, args.peer_trainer):
+        if not Path(path).is_file():
+            sys.exit(f"error: {path} not found: build the peer with `bash ../shared/peer/setup.sh` "
+                     f"and pass its python and train_asteroid.py")
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    librimix = make_data(args, args.work_dir)
+    results = {}
+    for seed in args.seeds:
+        results[seed] = {"mindspore": train_mindspore(args, args.work_dir, librimix, seed),
+                         "asteroid": train_asteroid(args, args.work_dir, librimix, seed)}
+        report(seed, results[seed])
+    (args.work_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"\nall figures in {args.work_dir / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
