@@ -41,12 +41,14 @@ class GlobalLayerNorm(_ChannelAffine):
     """
 
     def construct(self, x):
-        # sums divided by the count: MindSpore's CPU ReduceMean is ~8x slower than a fused ReduceSum
-        axes = tuple(range(1, x.ndim))
-        count = x.size // x.shape[0]
-        centred = x - x.sum(axis=axes, keepdims=True) / count
-        var = (centred * centred).sum(axis=axes, keepdims=True) / count
-        return centred * (ops.rsqrt(var + EPS) * self.gain) + self.bias
+        # sums over one flattened axis divided by the count: MindSpore's CPU ReduceMean is ~8x
+        # slower than ReduceSum, and a sum over several axes ~1.5x slower than over one
+        flat = x.reshape(x.shape[0], -1)
+        count = flat.shape[1]
+        centred = flat - flat.sum(axis=1, keepdims=True) / count
+        var = (centred * centred).sum(axis=1, keepdims=True) / count
+        scale = ops.rsqrt(var + EPS).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+        return centred.reshape(x.shape) * (scale * self.gain) + self.bias
 
 
 class ChannelLayerNorm(_ChannelAffine):
@@ -152,12 +154,16 @@ def recurrent_layer(rnn_type, input_size, hidden_size, bidirectional):
                           bidirectional=bidirectional)
 
 
+# x [M, I] @ w[O, I].T without a Transpose node (forward or backward): ~15% faster on CPU
+matmul_transposed = ops.MatMul(transpose_b=True)
+
+
 class Linear(nn.Dense):
     """nn.Dense over the last axis of any input, bias added by a plain Add: the gradient of
     nn.Dense's BiasAdd is ~50x slower than the Add's on CPU.  x [..., I] -> [..., O]."""
 
     def construct(self, x):
-        y = ops.matmul(x.reshape(-1, self.in_channels), self.weight.T) + self.bias
+        y = matmul_transposed(x.reshape(-1, self.in_channels), self.weight) + self.bias
         return y.reshape(x.shape[:-1] + (self.out_channels,))
 
 
@@ -192,7 +198,7 @@ class PointwiseConv(nn.Cell):
 
     def construct(self, x):
         out_channels, in_channels = self.weight.shape[:2]
-        y = ops.matmul(x.reshape(-1, in_channels), self.weight.reshape(out_channels, -1).T)
+        y = matmul_transposed(x.reshape(-1, in_channels), self.weight.reshape(out_channels, -1))
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(x.shape[:-1] + (out_channels,))
@@ -227,7 +233,9 @@ class Encoder(nn.Cell):
     def construct(self, mixture):
         halves = mixture.reshape(mixture.shape[0], -1, self.hop)               # [B, L + 1, W/2]
         frames = ops.concat((halves[:, :-1], halves[:, 1:]), axis=-1)          # [B, L, W]
-        return ops.matmul(frames, self.weight.reshape(self.weight.shape[0], -1).T)
+        batch, length, kernel_size = frames.shape
+        out = matmul_transposed(frames.reshape(-1, kernel_size), self.weight.reshape(-1, kernel_size))
+        return out.reshape(batch, length, -1)
 
 
 class Decoder(nn.Cell):
@@ -245,8 +253,9 @@ class Decoder(nn.Cell):
                                 name="weight")
 
     def construct(self, frames):
-        batch, _, channels = frames.shape
-        pieces = ops.matmul(frames, self.weight.reshape(channels, -1))         # [B, L, W]
+        batch, length, channels = frames.shape
+        pieces = ops.matmul(frames.reshape(-1, channels), self.weight.reshape(channels, -1))
+        pieces = pieces.reshape(batch, length, -1)                             # [B, L, W]
         # each frame's first half lands on its own hop, the second half on the next one
         first = pad_axis(pieces[:, :, :self.hop], 1, 0, 1)                    # [B, L + 1, W/2]
         second = pad_axis(pieces[:, :, self.hop:], 1, 1, 0)

@@ -53,20 +53,23 @@ def make_data(args, work):
     return librimix
 
 
-def test_split(librimix):
+def read_test_split(librimix):
     """(mixture_ID, mixture [T], sources [2, T]) of the LibriMix test CSV."""
     with open(librimix / "metadata" / "mixture_test_mix_clean.csv", newline="") as f:
         rows = list(csv.DictReader(f))
+
+    def read(path):  # the CSV's path, or the same file under this folder (sets moved since)
+        return sf.read(librimix.joinpath(*Path(path).parts[-3:]))[0]
+
     for row in rows:
-        yield (row["mixture_ID"], sf.read(librimix / "mix_clean" / Path(row["mixture_path"]).name)[0],
-               np.stack([sf.read(librimix / f"s{k}" / Path(row[f"source_{k}_path"]).name)[0]
-                         for k in (1, 2)]))
+        yield (row["mixture_ID"], read(row["mixture_path"]),
+               np.stack([read(row[f"source_{k}_path"]) for k in (1, 2)]))
 
 
-def test_si_snri(librimix, separated):
+def score_separated(librimix, separated):
     """Mean PIT SI-SNRi (dB) over the test split of the files <mixture_ID>_s<k>.wav in separated."""
     scores = []
-    for mixture_id, mixture, sources in test_split(librimix):
+    for mixture_id, mixture, sources in read_test_split(librimix):
         estimates = np.stack([sf.read(separated / f"{mixture_id}_s{k}.wav")[0] for k in (1, 2)])
         best = max(si_snr(estimates[list(p)], sources).mean() for p in itertools.permutations(range(2)))
         scores.append(best - si_snr(np.stack([mixture, mixture]), sources).mean())
@@ -75,13 +78,8 @@ def test_si_snri(librimix, separated):
 
 def train_mindspore(args, work, librimix, seed):
     out = work / f"mindspore-seed{seed}"
-    run([sys.executable, "train.py", "--config_path", DEMO_CONFIG, "--data_dir", work / "data",
-         "--output_dir", out, "--epochs", args.epochs, "--seed", seed, "--device_target", "CPU",
-         "--save_checkpoint_steps", 0, "--keep_checkpoint_max", 1], out.with_suffix(".log"))
-    final = sorted(out.glob("dprnn-e*-s*.ckpt"))[-1]
-    run([sys.executable, "evaluate.py", "--config_path", DEMO_CONFIG, "--ckpt_path", final,
-         "--data_dir", work / "data", "--results_dir", out / "test", "--device_target", "CPU"],
-        out / "evaluate.log")
+    if not (out / "test" / "summary.json").is_file():  # a finished run is reused
+        train_and_test(args, work, out, seed)
     with open(out / "train_log.csv", newline="") as f:
         epochs = [{"train": float(r["train_si_snr"]), "valid": float(r["valid_si_snr"]),
                    "step_s": float(r["step_seconds"]), "valid_s": float(r["valid_seconds"])}
@@ -90,15 +88,26 @@ def train_mindspore(args, work, librimix, seed):
     return {"epochs": epochs, "test_si_snri": summary["si_snri"]}
 
 
+def train_and_test(args, work, out, seed):
+    run([sys.executable, "train.py", "--config_path", DEMO_CONFIG, "--data_dir", work / "data",
+         "--output_dir", out, "--epochs", args.epochs, "--seed", seed, "--device_target", "CPU",
+         "--save_checkpoint_steps", 0, "--keep_checkpoint_max", 1], out.with_suffix(".log"))
+    final = sorted(out.glob("dprnn-e*-s*.ckpt"))[-1]
+    run([sys.executable, "evaluate.py", "--config_path", DEMO_CONFIG, "--ckpt_path", final,
+         "--data_dir", work / "data", "--results_dir", out / "test", "--device_target", "CPU"],
+        out / "evaluate.log")
+
+
 def train_asteroid(args, work, librimix, seed):
     out = work / f"asteroid-seed{seed}"
-    run([args.peer_python, Path(args.peer_trainer).resolve(), "--data", librimix, "--out", out,
-         "--epochs", args.epochs, "--seed", seed], work / f"asteroid-seed{seed}.log")
+    if not (out / "summary.json").is_file():  # a finished run is reused
+        run([args.peer_python, Path(args.peer_trainer).resolve(), "--data", librimix, "--out", out,
+             "--epochs", args.epochs, "--seed", seed], work / f"asteroid-seed{seed}.log")
     with open(out / "log.csv", newline="") as f:
         epochs = [{"train": float(r["train_si_snr"]), "valid": float(r["valid_si_snr"]),
                    "step_s": float(r["median_step_s"]), "valid_s": float(r["valid_seconds"])}
                   for r in csv.DictReader(f)]
-    return {"epochs": epochs, "test_si_snri": test_si_snri(librimix, out / "sep_final")}
+    return {"epochs": epochs, "test_si_snri": score_separated(librimix, out / "sep_final")}
 
 
 def report(seed, sides):
