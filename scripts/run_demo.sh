@@ -3,7 +3,7 @@
 #   demo LibriMix set -> preprocess.py -> train.py -> evaluate.py -> export.py
 #   -> the Ascend 310 path on its CPU backend -> separate.py on one test mixture (with --plot)
 #
-#   bash scripts/run_demo.sh            # about 11 minutes on 2 cores; outputs in outputs/demo/
+#   bash scripts/run_demo.sh            # about 7 minutes on 2 cores; outputs in outputs/demo/
 #   bash scripts/run_demo.sh --quick    # a minute or two on a tiny set (CI); outputs in outputs/demo_quick/
 set -euo pipefail
 cd "$(dirname "$0")/.."
