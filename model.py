@@ -216,19 +216,24 @@ def pad_axis(x, axis, left, right):
     return ops.Pad(tuple(paddings))(x)
 
 
-class Encoder(nn.Cell):
-    """nn.Conv1d(1 -> N, kernel W, stride W/2, no bias) as one matrix product over frames: MindSpore's
-    CPU Conv2D took ~30 ms per training step for this 4-MFLOP job on the demo model.  The weight has
-    nn.Conv1d's [N, 1, 1, W] shape, name and initialisation, so checkpoints load unchanged.
-
-    mixture [B, (L + 1) * W/2] -> frames [B, L, N], channels last.
-    """
+class _Filterbank(nn.Cell):
+    """The learned filters of the encoder or the decoder: W taps for each of N channels, in
+    nn.Conv1d's / nn.Conv1dTranspose's [N, 1, 1, W] shape, name and initialisation, so checkpoints of
+    the convolutional layers load unchanged.  The stride is W/2."""
 
     def __init__(self, channels, kernel_size):
         super().__init__()
         self.hop = kernel_size // 2
         self.weight = Parameter(initializer("HeUniform", [channels, 1, 1, kernel_size], ms.float32),
                                 name="weight")
+
+
+class Encoder(_Filterbank):
+    """nn.Conv1d(1 -> N, kernel W, stride W/2, no bias) as one matrix product over frames: MindSpore's
+    CPU Conv2D took ~30 ms per training step for this 4-MFLOP job on the demo model.
+
+    mixture [B, (L + 1) * W/2] -> frames [B, L, N], channels last.
+    """
 
     def construct(self, mixture):
         halves = mixture.reshape(mixture.shape[0], -1, self.hop)               # [B, L + 1, W/2]
@@ -238,19 +243,12 @@ class Encoder(nn.Cell):
         return out.reshape(batch, length, -1)
 
 
-class Decoder(nn.Cell):
+class Decoder(_Filterbank):
     """nn.Conv1dTranspose(N -> 1, kernel W, stride W/2, no bias) as a matrix product and an
-    overlap-add of half-frames (its CPU kernels were slower still than the encoder's).  Weight
-    [N, 1, 1, W] as nn.Conv1dTranspose's.
+    overlap-add of half-frames (its CPU kernels were slower still than the encoder's).
 
     frames [B, L, N] -> signal [B, (L + 1) * W/2].
     """
-
-    def __init__(self, channels, kernel_size):
-        super().__init__()
-        self.hop = kernel_size // 2
-        self.weight = Parameter(initializer("HeUniform", [channels, 1, 1, kernel_size], ms.float32),
-                                name="weight")
 
     def construct(self, frames):
         batch, length, channels = frames.shape
@@ -396,7 +394,8 @@ class DPRNN(nn.Cell):
         are built with): encoder and decoder filters Xavier-normal (Asteroid's free filterbank,
         8x smaller here), 1x1 convolutions and projections uniform in +-1/sqrt(fan_in) (PyTorch's
         default, 2.4x smaller).  With the zoo's weights the same training is 2.3 dB behind after
-        its first epoch and about 1.5 dB after three (docs/performance.md, "Learning").
+        its first epoch and about 1.5 dB after three (docs/performance.md, "Learning at equal
+        updates with Asteroid").
         RNN weights, biases and norms start the same either way."""
         for _, cell in self.cells_and_names():
             if isinstance(cell, (PointwiseConv, Linear)):
