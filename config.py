@@ -62,7 +62,8 @@ RULES = {
     "num_workers": _between(1, 64), "sample_rate": _between(1000, 384000),
     "segment": _POSITIVE, "cv_maxlen": _POSITIVE,
     "in_channels": _at_least(1), "out_channels": _at_least(1), "hidden_channels": _at_least(1),
-    "bn_channels": _at_least(1), "kernel_size": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2"), "num_layers": _at_least(1),
+    "bn_channels": _at_least(1), "num_layers": _at_least(1),
+    "kernel_size": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2"),  # the stride is half
     "K": _at_least(2), "num_spks": _between(1, 8),  # PIT tries every permutation: 8! already 40,320
     "dropout": (lambda v: 0 <= v < 1, "0 <= dropout < 1"),
     "output_dir": _PATH, "batch_size": _at_least(1), "epochs": _at_least(1), "max_steps": _at_least(0),

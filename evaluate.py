@@ -47,17 +47,17 @@ def eager_mode():
 class UtteranceScores(nn.Cell):
     """PIT SI-SNR (dB) of each utterance in a batch [B] of net's estimates.
 
-    compiled=True builds one graph for every length (MindSpore's dynamic shape): after a one-time
+    one_graph=True builds one graph for every length (MindSpore's dynamic shape): after a one-time
     compile (~4 s) the demo model scores a 4-s utterance ~3x faster than eagerly, but such a graph
     keeps all its intermediates (the default model: 9.7 GB at 4 s), so it suits small models only.
     """
 
-    def __init__(self, net, num_spks, compiled):
+    def __init__(self, net, num_spks, one_graph):
         super().__init__(auto_prefix=False)  # the net's parameters keep their checkpoint names
         self.net = net
         self.loss = PermutationInvariantSISNR(num_spks)
-        self.one_graph = compiled
-        if compiled:
+        self.one_graph = one_graph
+        if one_graph:
             self.set_inputs(ms.Tensor(shape=[None, None], dtype=ms.float32),
                             ms.Tensor(shape=[None, num_spks, None], dtype=ms.float32),
                             ms.Tensor(shape=[None], dtype=ms.int32))

@@ -10,7 +10,8 @@ The peer (Asteroid 0.7.0 on PyTorch, CPU) runs from its own environment: `--peer
 script taking `--data <Libri2Mix/wav8k/min> --out OUT --epochs E --seed S` that writes log.csv
 (epoch, train_si_snr, valid_si_snr, median_step_s, ...) and the test mixtures separated whole as
 sep_final/<mixture_ID>_s<k>.wav. The data is made by scripts/make_demo_data.py with a seed the
-tests do not use (17), so neither side has seen it during development.
+tests do not use (17), so neither side has seen it during development. A side whose results are
+already in --work_dir is read back instead of trained again, so an interrupted comparison continues.
 """
 import argparse
 import csv
