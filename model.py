@@ -379,7 +379,6 @@ class DPRNN(nn.Cell):
         super().__init__()
         check_model_args(in_channels, out_channels, kernel_size, rnn_type, norm, K, num_spks, init)
         self.kernel_size = kernel_size
-        self.stride = kernel_size // 2
         self.num_spks = num_spks
         self.encoder = Encoder(in_channels, kernel_size)
         self.mask_estimator = MaskEstimator(in_channels, out_channels, hidden_channels, bn_channels,
@@ -405,8 +404,9 @@ class DPRNN(nn.Cell):
 
     def construct(self, mixture):
         batch, length = mixture.shape
-        hops = (length + self.stride - 1) // self.stride  # a whole number of strides covering T
-        mixture = pad_axis(mixture, 1, 0, self.stride)[:, :hops * self.stride]
+        stride = self.encoder.hop
+        hops = (length + stride - 1) // stride  # a whole number of strides covering T
+        mixture = pad_axis(mixture, 1, 0, stride)[:, :hops * stride]
         frames = ops.relu(self.encoder(mixture))                        # [B, L, N]
         masks = self.mask_estimator(frames)                             # [B, C, L, N]
         masked = (masks * frames.expand_dims(1)).reshape(batch * self.num_spks, -1, frames.shape[-1])
