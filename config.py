@@ -38,7 +38,8 @@ CHOICES = {
     "file_format": ("MINDIR", "AIR", "ONNX"),
     "mix_type": ("mix_clean", "mix_both"),
     "segment_mode": ("fixed", "random"),
-    "lr_schedule": ("piecewise", "plateau", "exponential"),
+    "lr_schedule": ("piecewise", "plateau", "exponential", "cosine", "constant"),
+    "eval_protocol": ("whole", "pieces", "zoo"),
 }
 
 

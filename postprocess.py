@@ -3,7 +3,9 @@
     python postprocess.py --infer_dir infer_310 [--result_dir infer_310/result_Files] [--cal_sdr]
 
 Reads manifest.json and references/ written by preprocess_310.py and one {bin}_0.bin result per
-input (float32 [1, num_spks, export_length]); prints the averages as evaluate.py does.
+input (float32 [1, num_spks, export_length]); scores them by the protocol preprocess_310.py cut
+them for (pieces put back into utterances, or the model zoo's segments scored one by one) and
+prints the averages as evaluate.py does.
 """
 import argparse
 import json
@@ -13,11 +15,12 @@ from config import UserError, load_config, run_main
 
 import numpy as np
 
-from evaluate import print_summary, reassemble, score_utterances, summarize, write_results
+from evaluate import match_sources, print_summary, reassemble, score_utterances, summarize, write_results
 from fileio import check_output_dir
 
 
-MANIFEST_KEYS = ("export_length", "num_spks", "sample_rate", "pieces", "utterances")
+MANIFEST_KEYS = ("protocol", "export_length", "num_spks", "sample_rate", "dropped_utterances", "pieces",
+                 "utterances")
 PIECE_KEYS = ("bin", "mixture_ID", "offset", "valid")
 
 
@@ -52,7 +55,8 @@ def read_result(result_dir, piece, num_spks, length):
 
 
 def result_utterances(infer_dir, result_dir):
-    """(mixture_ID, mixture, sources, estimates) per utterance, reassembled from the result bins."""
+    """(key, mixture, sources, estimates) per scored item, as evaluate.separate_utterances yields
+    them: utterances reassembled from their pieces, or each zoo segment alone."""
     manifest, pieces, lengths = read_manifest(infer_dir)
     by_utterance = {}
     for piece in pieces:
@@ -69,8 +73,14 @@ def result_utterances(infer_dir, result_dir):
             raise UserError(f"{ref_path}: shape {reference.shape} does not match the manifest: rerun "
                             f"preprocess_310.py")
         estimates = [read_result(result_dir, p, manifest["num_spks"], manifest["export_length"]) for p in parts]
+        if manifest["protocol"] == "zoo":
+            for part, estimate in zip(parts, estimates):
+                window = slice(part["offset"], part["offset"] + part["valid"])
+                yield ({"mixture_ID": mixture_id, "start": part["offset"]}, reference[0, window],
+                       reference[1:, window], match_sources(estimate, reference[1:, window]))
+            continue
         layout = [(p["offset"], p["valid"]) for p in parts]
-        yield mixture_id, reference[0], reference[1:], reassemble(estimates, layout, reference[1:])
+        yield {"mixture_ID": mixture_id}, reference[0], reference[1:], reassemble(estimates, layout, reference[1:])
 
 
 def main(argv=None):
@@ -81,9 +91,9 @@ def main(argv=None):
     check_output_dir(cfg.results_dir, "--results_dir")
     result_dir = cfg.result_dir or str(Path(cfg.infer_dir) / "result_Files")
     manifest = read_manifest(cfg.infer_dir)[0]
-    cfg = cfg.updated(eval_segment=manifest["export_length"] / manifest["sample_rate"])
     rows = score_utterances(result_utterances(cfg.infer_dir, result_dir), cfg.cal_sdr, cfg.num_workers)
-    summary = summarize(rows, cfg)
+    summary = summarize(rows, manifest["protocol"], manifest["export_length"], manifest["sample_rate"],
+                        len(manifest["utterances"]) + manifest["dropped_utterances"])
     write_results(rows, summary, cfg.results_dir)
     print_summary(summary)
 

@@ -55,6 +55,10 @@ def learning_rate(cfg, state):
         return cfg.lr * 0.5 ** sum(state.epoch >= m for m in PIECEWISE_MILESTONES)
     if cfg.lr_schedule == "exponential":
         return cfg.lr * 0.98 ** (state.epoch // 2)
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if cfg.lr_schedule == "cosine":
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * state.epoch / cfg.epochs))
     return state.lr
 
 
@@ -225,7 +229,7 @@ def train(cfg):
 
     while state.epoch < cfg.epochs and not (cfg.max_steps and state.total_steps >= cfg.max_steps):
         lr = learning_rate(cfg, state)
-        train_step.optimizer.learning_rate.set_data(ms.Tensor(lr, ms.float32))
+        train_step.set_learning_rate(lr)
         dataset, info = train_dataset(train_path, cfg, state.epoch, group_size, rank)
         steps = info["num_segments"] // cfg.batch_size
         started = time.time() - state.epoch_seconds

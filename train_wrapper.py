@@ -80,6 +80,11 @@ class TrainOneStep(nn.Cell):
         loss, grads = self.gradients(*inputs)
         return self.update(loss, grads)
 
+    def set_learning_rate(self, lr):
+        # an Assign into the optimizer's rate: Parameter.set_data does not reach a graph compiled
+        # before it (MindSpore 2.10), so every epoch would keep the first epoch's rate
+        ops.assign(self.optimizer.learning_rate, ms.Tensor(lr, ms.float32))
+
     def __call__(self, *inputs):
         if self.micro_batches == 1:
             return super().__call__(*inputs)

@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Builds ascend310_infer/out/dprnn_310 on an Ascend 310 host with the Ascend toolkit and the
-# MindSpore Ascend build installed (it links libmindspore.so from that installation).
+# Builds ascend310_infer/out/dprnn_310 against MindSpore Lite's cloud-side inference package.
+#   export LITE_HOME=/path/to/mindspore-lite-2.10.0-linux-x64   # or -linux-aarch64 on ARM 310 hosts
+#   bash ascend310_infer/build.sh
+# Needs CMake >= 3.14 and GCC >= 7.3. On an Ascend 310 host, source the Ascend toolkit's set_env.sh
+# first; on a plain Linux host the same binary runs with --device cpu.
 set -euo pipefail
 cd "$(dirname "$0")"
-PYTHON=${PYTHON:-python3}
-MINDSPORE_PATH=$("$PYTHON" -c "import mindspore, os; print(os.path.dirname(mindspore.__file__))")
-if [ ! -f "$MINDSPORE_PATH/lib/libmindspore.so" ] || [ ! -d "$MINDSPORE_PATH/include/api" ]; then
-    echo "error: $MINDSPORE_PATH has no lib/libmindspore.so or include/api: install MindSpore's Ascend build" >&2
+if [ -z "${LITE_HOME:-}" ]; then
+    echo "error: LITE_HOME is not set: download mindspore-lite-<version>-linux-<arch>.tar.gz (cloud-side inference) from https://www.mindspore.cn/lite/docs/en/master/use/downloads.html, unpack it and export LITE_HOME=<its folder>" >&2
     exit 1
 fi
+if [ ! -f "$LITE_HOME/runtime/include/api/model.h" ] || [ ! -f "$LITE_HOME/runtime/lib/libmindspore-lite.so" ]; then
+    echo "error: LITE_HOME=$LITE_HOME has no runtime/include/api/model.h or runtime/lib/libmindspore-lite.so: point it at the unpacked MindSpore Lite cloud-side inference package" >&2
+    exit 1
+fi
+command -v cmake >/dev/null || { echo "error: cmake not found: install CMake >= 3.14" >&2; exit 1; }
 mkdir -p out
 cd out
-cmake .. -DMINDSPORE_PATH="$MINDSPORE_PATH"
+cmake .. -DLITE_HOME="$LITE_HOME"
 make
+echo "built $(pwd)/dprnn_310; before running: export LD_LIBRARY_PATH=\$LITE_HOME/runtime/lib:\$LITE_HOME/runtime/third_party/dnnl:\$LITE_HOME/tools/converter/lib:\$LD_LIBRARY_PATH"

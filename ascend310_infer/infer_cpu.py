@@ -1,9 +1,11 @@
-"""The CPU twin of main.cc: runs the exported MindIR on every input .bin with MindSpore on CPU and
-writes the same result files (result_dir/{name}_0.bin, float32 [1, C, L]), so the whole 310 path
-but the C++ binary runs on any machine.
+"""The CPU twin of main.cc: runs the exported MindIR on every input .bin on CPU and writes the same
+result files (result_dir/{name}_0.bin, float32 [1, C, L]), so the whole 310 path but the C++ binary
+runs on any machine. It runs the model with MindSpore Lite's Python package (mindspore_lite, the
+runtime main.cc uses) when that is installed, and with MindSpore otherwise.
 
     python ascend310_infer/infer_cpu.py dprnn.mindir infer_310/input infer_310/result_Files
 """
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -18,6 +20,38 @@ import numpy as np  # noqa: E402
 from mindspore import nn  # noqa: E402
 
 
+def lite_runner(mindir):
+    """[1, L] float32 -> [1, C, L] with MindSpore Lite's CPU backend."""
+    import mindspore_lite as mslite
+    context = mslite.Context()
+    context.target = ["cpu"]
+    model = mslite.Model()
+    model.build_from_file(str(mindir), mslite.ModelType.MINDIR, context)
+    inputs = model.get_inputs()
+
+    def run(mixture):
+        inputs[0].set_data_from_numpy(mixture)
+        return model.predict(inputs)[0].get_data_to_numpy()
+    return run
+
+
+def mindspore_runner(mindir):
+    """[1, L] float32 -> [1, C, L] with MindSpore on CPU."""
+    ms.set_device("CPU")
+    model = nn.GraphCell(ms.load(str(mindir)))
+    return lambda mixture: model(ms.Tensor(mixture)).asnumpy()
+
+
+def load_runner(mindir):
+    """The model as a function, and which runtime runs it."""
+    lite = importlib.util.find_spec("mindspore_lite") is not None
+    try:
+        return (lite_runner if lite else mindspore_runner)(mindir), "MindSpore Lite" if lite else "MindSpore"
+    except (RuntimeError, ValueError) as err:
+        raise UserError(f"{mindir}: not a loadable MindIR ({str(err).strip().splitlines()[0][:200]}): "
+                        f"export it again with export.py") from None
+
+
 def infer_folder(mindir, input_dir, result_dir):
     """Run every .bin of input_dir through the model; returns the number of files."""
     if not Path(mindir).is_file():
@@ -26,19 +60,15 @@ def infer_folder(mindir, input_dir, result_dir):
     if not inputs:
         raise UserError(f"{input_dir}: no .bin inputs here (make them with preprocess_310.py)")
     result_dir = check_output_dir(result_dir, "RESULT_DIR")
-    ms.set_device("CPU")
-    try:
-        model = nn.GraphCell(ms.load(str(mindir)))
-    except (RuntimeError, ValueError) as err:
-        raise UserError(f"{mindir}: not a loadable MindIR ({str(err).strip().splitlines()[0][:200]}): "
-                        f"export it again with export.py") from None
+    run, runtime = load_runner(mindir)
+    print(f"running {mindir} with {runtime} on CPU")
     result_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     for path in inputs:
         data = np.fromfile(path, np.float32)
         file_started = time.perf_counter()
         try:
-            output = model(ms.Tensor(data.reshape(1, -1))).asnumpy()
+            output = run(data.reshape(1, -1))
         except RuntimeError:
             raise UserError(f"{path}: the model does not take [1, {data.size}] inputs: preprocess with "
                             f"the --export_length the MindIR was exported with") from None

@@ -1,17 +1,27 @@
 /**
- * DPRNN inference on Ascend 310 with MindSpore's C++ inference API.
+ * DPRNN inference with MindSpore Lite (cloud-side inference package, 2.x): Ascend 310 or CPU.
  *
- *   ./dprnn_310 MINDIR_PATH INPUT_DIR [RESULT_DIR] [DEVICE_ID]
+ *   ./dprnn_310 MINDIR_PATH INPUT_DIR RESULT_DIR [--device ascend|cpu] [--device_id N]
+ *               [--precision preferred_fp32|enforce_fp32|enforce_fp16|enforce_origin|preferred_optimal]
  *
- * Loads the MindIR exported by export.py (input float32 [1, L], output float32 [1, C, L]), runs
- * every INPUT_DIR/*.bin written by preprocess_310.py and writes RESULT_DIR/{name}_0.bin (default
- * ./result_Files), the files postprocess.py reads. Prints the time of each file and the total.
+ * Builds the MindIR exported by export.py (input float32 [1, L], output float32 [1, C, L]) with
+ * Model::Build(path, kMindIR, context), runs every .bin file of INPUT_DIR written by
+ * preprocess_310.py and writes RESULT_DIR/{name}_0.bin, the files postprocess.py reads. Prints the
+ * time of each file and the total.
+ *
+ * Precision: Lite's Ascend default is enforce_fp16, which runs the LSTMs in float16; this app
+ * defaults to preferred_fp32 (float32 wherever the operator has it). The model zoo's 310 figures
+ * were measured in float16: --precision enforce_fp16. On CPU, enforce_fp16 turns on Lite's float16
+ * kernels and every other mode runs float32.
  */
 #include <dirent.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -20,7 +30,6 @@
 
 #include "include/api/context.h"
 #include "include/api/model.h"
-#include "include/api/serialization.h"
 #include "include/api/status.h"
 #include "include/api/types.h"
 
@@ -28,9 +37,89 @@ namespace ms = mindspore;
 
 namespace {
 
+const char kUsage[] =
+    "usage: dprnn_310 MINDIR_PATH INPUT_DIR RESULT_DIR [--device ascend|cpu] [--device_id N] "
+    "[--precision preferred_fp32|enforce_fp32|enforce_fp16|enforce_origin|preferred_optimal]";
+const std::vector<std::string> kPrecisions = {"preferred_fp32", "enforce_fp32", "enforce_fp16", "enforce_origin",
+                                              "preferred_optimal"};
+
+struct Options {
+  std::string mindir_path;
+  std::string input_dir;
+  std::string result_dir;
+  std::string device = "ascend";
+  uint32_t device_id = 0;
+  std::string precision = "preferred_fp32";
+};
+
 int Fail(const std::string &message) {
   std::cerr << "error: " << message << std::endl;
   return 1;
+}
+
+bool ParseDeviceId(const std::string &text, uint32_t *device_id) {
+  auto is_digit = [](char c) { return c >= '0' && c <= '9'; };
+  if (text.empty() || text.size() > 4 || !std::all_of(text.begin(), text.end(), is_digit)) {
+    return false;
+  }
+  *device_id = static_cast<uint32_t>(std::stoul(text));
+  return true;
+}
+
+// Returns an empty string when the arguments are valid, else the one-line error.
+std::string ParseOptions(int argc, char **argv, Options *options) {
+  std::vector<std::string> positional;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("--", 0) != 0) {
+      positional.push_back(arg);
+      continue;
+    }
+    if (i + 1 >= argc) {
+      return arg + " needs a value; " + kUsage;
+    }
+    const std::string value = argv[++i];
+    if (arg == "--device") {
+      if (value != "ascend" && value != "cpu") {
+        return "--device must be ascend or cpu, got '" + value + "'";
+      }
+      options->device = value;
+    } else if (arg == "--device_id") {
+      if (!ParseDeviceId(value, &options->device_id)) {
+        return "--device_id must be a whole number such as 0, got '" + value + "'";
+      }
+    } else if (arg == "--precision") {
+      if (std::find(kPrecisions.begin(), kPrecisions.end(), value) == kPrecisions.end()) {
+        return "--precision must be preferred_fp32, enforce_fp32, enforce_fp16, enforce_origin or "
+               "preferred_optimal, got '" + value + "'";
+      }
+      options->precision = value;
+    } else {
+      return "unknown option " + arg + "; " + kUsage;
+    }
+  }
+  if (positional.size() != 3) {
+    return kUsage;
+  }
+  options->mindir_path = positional[0];
+  options->input_dir = positional[1];
+  options->result_dir = positional[2];
+  return "";
+}
+
+std::shared_ptr<ms::Context> MakeContext(const Options &options) {
+  auto context = std::make_shared<ms::Context>();
+  if (options.device == "ascend") {
+    auto ascend = std::make_shared<ms::AscendDeviceInfo>();
+    ascend->SetDeviceID(options.device_id);
+    ascend->SetPrecisionMode(options.precision);
+    context->MutableDeviceInfo().push_back(ascend);
+  } else {
+    auto cpu = std::make_shared<ms::CPUDeviceInfo>();
+    cpu->SetEnableFP16(options.precision == "enforce_fp16");
+    context->MutableDeviceInfo().push_back(cpu);
+  }
+  return context;
 }
 
 bool ListBins(const std::string &dir, std::vector<std::string> *files) {
@@ -59,10 +148,18 @@ bool ReadBinary(const std::string &path, std::vector<char> *data) {
   return static_cast<bool>(in.read(data->data(), static_cast<std::streamsize>(data->size())));
 }
 
+// Written under a temporary name and renamed, so a killed run never leaves a torn result file.
 bool WriteBinary(const std::string &path, const void *data, size_t size) {
-  std::ofstream out(path, std::ios::binary);
-  out.write(static_cast<const char *>(data), static_cast<std::streamsize>(size));
-  return static_cast<bool>(out);
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream out(partial, std::ios::binary);
+    out.write(static_cast<const char *>(data), static_cast<std::streamsize>(size));
+    if (!out.flush()) {
+      std::remove(partial.c_str());
+      return false;
+    }
+  }
+  return std::rename(partial.c_str(), path.c_str()) == 0;
 }
 
 std::string Stem(const std::string &path) {
@@ -77,46 +174,44 @@ double MillisecondsSince(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
-    return Fail("usage: dprnn_310 MINDIR_PATH INPUT_DIR [RESULT_DIR] [DEVICE_ID]");
+  Options options;
+  const std::string error = ParseOptions(argc, argv, &options);
+  if (!error.empty()) {
+    return Fail(error);
   }
-  const std::string mindir_path = argv[1];
-  const std::string input_dir = argv[2];
-  const std::string result_dir = argc > 3 ? argv[3] : "./result_Files";
-  const uint32_t device_id = argc > 4 ? static_cast<uint32_t>(std::stoul(argv[4])) : 0;
-
   std::vector<std::string> inputs;
-  if (!ListBins(input_dir, &inputs)) {
-    return Fail(input_dir + ": no such folder (make the inputs with preprocess_310.py)");
+  if (!ListBins(options.input_dir, &inputs)) {
+    return Fail(options.input_dir + ": no such folder (make the inputs with preprocess_310.py)");
   }
   if (inputs.empty()) {
-    return Fail(input_dir + ": no .bin inputs (make them with preprocess_310.py)");
+    return Fail(options.input_dir + ": no .bin inputs (make them with preprocess_310.py)");
   }
-  if (mkdir(result_dir.c_str(), 0755) != 0 && errno != EEXIST) {
-    return Fail(result_dir + ": cannot create the result folder");
+  struct stat info;
+  if (stat(options.mindir_path.c_str(), &info) != 0 || !S_ISREG(info.st_mode)) {
+    return Fail(options.mindir_path + ": no such MindIR file (make one with export.py)");
+  }
+  if (mkdir(options.result_dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Fail(options.result_dir + ": cannot create the result folder (" + std::strerror(errno) + ")");
   }
 
-  auto context = std::make_shared<ms::Context>();
-  auto ascend310 = std::make_shared<ms::Ascend310DeviceInfo>();
-  ascend310->SetDeviceID(device_id);
-  context->MutableDeviceInfo().push_back(ascend310);
-
-  ms::Graph graph;
-  ms::Status status = ms::Serialization::Load(mindir_path, ms::ModelType::kMindIR, &graph);
-  if (status != ms::kSuccess) {
-    return Fail(mindir_path + ": cannot load the MindIR (" + status.ToString() + ")");
-  }
   ms::Model model;
-  status = model.Build(ms::GraphCell(graph), context);
+  ms::Status status = model.Build(options.mindir_path, ms::ModelType::kMindIR, MakeContext(options));
   if (status != ms::kSuccess) {
-    return Fail("building the model for Ascend 310 device " + std::to_string(device_id) + " failed (" +
-                status.ToString() + ")");
+    const std::string where = options.device == "ascend" ? "Ascend device " + std::to_string(options.device_id)
+                                                         : std::string("CPU");
+    return Fail("building " + options.mindir_path + " for " + where + " failed (" + status.ToString() +
+                "): is it a MindIR from export.py, and are LITE_HOME's runtime libraries on LD_LIBRARY_PATH?");
   }
   std::vector<ms::MSTensor> model_inputs = model.GetInputs();
   if (model_inputs.size() != 1) {
-    return Fail(mindir_path + ": expected a model with one input, found " + std::to_string(model_inputs.size()));
+    return Fail(options.mindir_path + ": expected a model with one input, found " +
+                std::to_string(model_inputs.size()));
   }
-  const size_t input_bytes = model_inputs[0].DataSize();
+  ms::MSTensor &input = model_inputs[0];
+  if (input.DataType() != ms::DataType::kNumberTypeFloat32) {
+    return Fail(options.mindir_path + ": the model's input is not float32: export it again with export.py");
+  }
+  const size_t input_bytes = input.DataSize();
 
   auto total_start = std::chrono::steady_clock::now();
   for (const std::string &path : inputs) {
@@ -128,16 +223,20 @@ int main(int argc, char **argv) {
       return Fail(path + ": " + std::to_string(data.size()) + " bytes, but the model's input takes " +
                   std::to_string(input_bytes) + ": preprocess with the export_length of the MindIR");
     }
-    std::vector<ms::MSTensor> feed = {ms::MSTensor(model_inputs[0].Name(), model_inputs[0].DataType(),
-                                                   model_inputs[0].Shape(), data.data(), data.size())};
+    void *input_data = input.MutableData();
+    if (input_data == nullptr) {
+      return Fail("cannot allocate the model's input buffer");
+    }
+    std::memcpy(input_data, data.data(), data.size());
     std::vector<ms::MSTensor> outputs;
     auto start = std::chrono::steady_clock::now();
-    status = model.Predict(feed, &outputs);
-    if (status != ms::kSuccess || outputs.empty()) {
+    status = model.Predict(model_inputs, &outputs);
+    if (status != ms::kSuccess || outputs.size() != 1) {
       return Fail(path + ": prediction failed (" + status.ToString() + ")");
     }
-    const std::string out_path = result_dir + "/" + Stem(path) + "_0.bin";
-    if (!WriteBinary(out_path, outputs[0].Data().get(), outputs[0].DataSize())) {
+    const std::string out_path = options.result_dir + "/" + Stem(path) + "_0.bin";
+    std::shared_ptr<const void> output = outputs[0].Data();
+    if (output == nullptr || !WriteBinary(out_path, output.get(), outputs[0].DataSize())) {
       return Fail(out_path + ": cannot write (disk full?)");
     }
     std::cout << Stem(path) << ".bin: " << MillisecondsSince(start) << " ms" << std::endl;

@@ -3,7 +3,7 @@
 #   demo LibriMix set -> preprocess.py -> train.py -> evaluate.py -> export.py
 #   -> the Ascend 310 path on its CPU backend -> separate.py on one test mixture (with --plot)
 #
-#   bash scripts/run_demo.sh            # about 7 minutes on 2 cores; outputs in outputs/demo/
+#   bash scripts/run_demo.sh            # about 6-7 minutes on 2 cores; outputs in outputs/demo/
 #   bash scripts/run_demo.sh --quick    # a minute or two on a tiny set (CI); outputs in outputs/demo_quick/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,7 @@ step "5/7 export MindIR"
 cp "$OUT/train/config.yaml" "$OUT/config.yaml"
 step "6/7 the 310 path on its CPU backend"
 INFER_DIR="$OUT/infer_310" PYTHON="$PYTHON" bash scripts/run_infer_310.sh "$OUT/dprnn.mindir" "$OUT/data" y cpu \
-    | grep -E "^(Average|The total)"
+    | grep -E "^(Average|inference)"
 step "7/7 separate one test mixture"
 mixture=$(ls "$OUT"/librimix/Libri2Mix/wav8k/min/test/mix_clean/*.wav | head -n 1)
 "$PYTHON" separate.py --config_path "$OUT/train/config.yaml" --ckpt_path "$OUT/train/best.ckpt" \

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Evaluate a checkpoint on the test split (SI-SNRi, and SDRi with --cal_sdr).
+# Evaluate a checkpoint on the test split (SI-SNRi and SDRi); the output is also kept in
+# RESULTS_DIR/eval.log.
 #   bash scripts/run_eval.sh                                   # the demo's: outputs/demo/train/best.ckpt
-#   bash scripts/run_eval.sh CKPT_PATH [DATA_DIR] [evaluate.py options, e.g. --eval_segment 4]
+#   bash scripts/run_eval.sh CKPT_PATH [DATA_DIR] [evaluate.py options, e.g. --eval_protocol zoo]
+#   bash scripts/run_eval.sh DEVICE_ID CKPT_PATH DATA_DIR [evaluate.py options]   # the model zoo's form
 # A checkpoint written by train.py has its config.yaml beside it; it is used for the model settings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+source scripts/common.sh
+
+DEVICE=()
+if [ $# -gt 1 ] && is_device_id "$1"; then
+    DEVICE=(--device_id "$1")
+    shift
+fi
 CKPT=outputs/demo/train/best.ckpt
 DATA_DIR=outputs/demo/data
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then CKPT=$1; shift; fi
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then DATA_DIR=$1; shift; fi
 CONFIG=$(dirname "$CKPT")/config.yaml
 [ -f "$CONFIG" ] || CONFIG=default_config.yaml
-exec "$PYTHON" evaluate.py --config_path "$CONFIG" --ckpt_path "$CKPT" --data_dir "$DATA_DIR" --cal_sdr "$@"
+ARGS=(--config_path "$CONFIG" --ckpt_path "$CKPT" --data_dir "$DATA_DIR" --cal_sdr "${DEVICE[@]}" "$@")
+run_logged "$(config_value results_dir "${ARGS[@]}")" eval.log "$PYTHON" evaluate.py "${ARGS[@]}"

@@ -1,40 +1,57 @@
 #!/usr/bin/env bash
-# The Ascend 310 inference path: inputs -> inference -> SI-SNRi / SDRi.
+# The Ascend 310 inference path: inputs -> inference -> SI-SNRi / SDRi; everything it prints is also
+# kept in INFER_DIR/infer.log (INFER_DIR: infer_310 unless set).
 #   bash scripts/run_infer_310.sh MINDIR_PATH TEST_PATH NEED_PREPROCESS [BACKEND] [DEVICE_ID]
 # TEST_PATH: the preprocessed data folder (its test MindRecord); NEED_PREPROCESS: y to (re)make the
-# input bins in infer_310/, n to reuse them. BACKEND: ascend (the C++ app, built with
-# ascend310_infer/build.sh on a 310 host) or cpu (the same MindIR run by MindSpore on CPU, writing
-# the same result files); default ascend when the app is built, cpu otherwise.
+# input bins in INFER_DIR, n to reuse them. BACKEND:
+#   ascend   the MindSpore Lite app (ascend310_infer/build.sh) on Ascend device DEVICE_ID (default 0)
+#   app_cpu  the same app on MindSpore Lite's CPU backend
+#   cpu      ascend310_infer/infer_cpu.py: the same MindIR on CPU with MindSpore Lite's Python
+#            package if installed, else MindSpore; same result files
+# default: ascend when the app is built, cpu otherwise. PRECISION (environment) is the app's
+# --precision: preferred_fp32 (default), enforce_fp16 (as the model zoo ran), enforce_fp32, ...
+# PROTOCOL (environment): pieces (default) or zoo, the model zoo's 4-s segment scoring
+# (evaluate.py --eval_protocol); it takes effect when the inputs are made (NEED_PREPROCESS y).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/common.sh
 if [ $# -lt 3 ]; then
-    echo "usage: bash $0 MINDIR_PATH TEST_PATH NEED_PREPROCESS(y|n) [BACKEND(ascend|cpu)] [DEVICE_ID]" >&2
+    echo "usage: bash $0 MINDIR_PATH TEST_PATH NEED_PREPROCESS(y|n) [BACKEND(ascend|app_cpu|cpu)] [DEVICE_ID]" >&2
     exit 2
 fi
 MINDIR=$1 TEST_PATH=$2 NEED_PREPROCESS=$3
 APP=ascend310_infer/out/dprnn_310
 BACKEND=${4:-$( [ -x "$APP" ] && echo ascend || echo cpu )}
 DEVICE_ID=${5:-0}
-PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 INFER_DIR=${INFER_DIR:-infer_310}
 CONFIG=$(dirname "$MINDIR")/config.yaml
 [ -f "$CONFIG" ] || CONFIG=default_config.yaml
+if [ -n "${LITE_HOME:-}" ]; then
+    export LD_LIBRARY_PATH=$LITE_HOME/runtime/lib:$LITE_HOME/runtime/third_party/dnnl:$LITE_HOME/tools/converter/lib:${LD_LIBRARY_PATH:-}
+fi
 
 [ -f "$MINDIR" ] || { echo "error: $MINDIR: no such MindIR file (make one with export.py)" >&2; exit 1; }
-if [ "$NEED_PREPROCESS" = "y" ]; then
-    "$PYTHON" preprocess_310.py --config_path "$CONFIG" --data_dir "$TEST_PATH" --infer_dir "$INFER_DIR"
-fi
-rm -rf "$INFER_DIR/result_Files"
 case "$BACKEND" in
-    ascend)
-        [ -x "$APP" ] || { echo "error: $APP not built: run bash ascend310_infer/build.sh on the 310 host" >&2; exit 1; }
-        "$APP" "$MINDIR" "$INFER_DIR/input" "$INFER_DIR/result_Files" "$DEVICE_ID" > "$INFER_DIR/infer.log"
-        ;;
-    cpu)
-        "$PYTHON" ascend310_infer/infer_cpu.py "$MINDIR" "$INFER_DIR/input" "$INFER_DIR/result_Files" > "$INFER_DIR/infer.log"
-        ;;
-    *)
-        echo "error: BACKEND must be ascend or cpu, got $BACKEND" >&2; exit 2 ;;
+    ascend|app_cpu) [ -x "$APP" ] || { echo "error: $APP not built: set LITE_HOME and run bash ascend310_infer/build.sh" >&2; exit 1; } ;;
+    cpu) ;;
+    *) echo "error: BACKEND must be ascend, app_cpu or cpu, got $BACKEND" >&2; exit 2 ;;
 esac
-tail -n 1 "$INFER_DIR/infer.log"
-"$PYTHON" postprocess.py --config_path "$CONFIG" --infer_dir "$INFER_DIR" --results_dir "$INFER_DIR/results" --cal_sdr
+infer() {
+    if [ "$NEED_PREPROCESS" = "y" ]; then
+        "$PYTHON" preprocess_310.py --config_path "$CONFIG" --data_dir "$TEST_PATH" --infer_dir "$INFER_DIR" \
+            --eval_protocol "${PROTOCOL:-pieces}" || return
+    fi
+    rm -rf "$INFER_DIR/result_Files"
+    # one line per input file: into the log only
+    case "$BACKEND" in
+        ascend) "$APP" "$MINDIR" "$INFER_DIR/input" "$INFER_DIR/result_Files" --device ascend \
+                    --device_id "$DEVICE_ID" --precision "${PRECISION:-preferred_fp32}" ;;
+        app_cpu) "$APP" "$MINDIR" "$INFER_DIR/input" "$INFER_DIR/result_Files" --device cpu \
+                    --precision "${PRECISION:-preferred_fp32}" ;;
+        cpu) "$PYTHON" ascend310_infer/infer_cpu.py "$MINDIR" "$INFER_DIR/input" "$INFER_DIR/result_Files" ;;
+    esac >> "$INFER_DIR/infer.log" || return
+    echo "inference ($BACKEND): $(tail -n 1 "$INFER_DIR/infer.log")"
+    "$PYTHON" postprocess.py --config_path "$CONFIG" --infer_dir "$INFER_DIR" --results_dir "$INFER_DIR/results" --cal_sdr
+}
+mkdir -p "$INFER_DIR"
+run_logged "$INFER_DIR" infer.log infer

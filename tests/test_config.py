@@ -118,11 +118,11 @@ BAD_VALUES = {
     "hidden_channels": ["0"], "bn_channels": ["-1"], "kernel_size": ["1", "3"], "rnn_type": ["LSTMx"],
     "norm": ["bn"], "dropout": ["1", "-0.1", "nan"], "bidirectional": ["2"], "num_layers": ["0"], "K": ["1"], "init": ["he"],
     "num_spks": ["0", "9"], "output_dir": [""], "batch_size": ["0"], "epochs": ["0"], "max_steps": ["-1"],
-    "lr": ["-1", "0", "nan", "inf"], "lr_schedule": ["cosine"], "lr_patience": ["0"],
+    "lr": ["-1", "0", "nan", "inf"], "lr_schedule": ["linear"], "lr_patience": ["0"],
     "early_stop_patience": ["-1"], "l2": ["-0.5", "nan"], "clip_norm": ["0", "-5"], "recompute": ["often"],
     "grad_accumulation": ["0", "3"], "seed": ["-1"], "save_checkpoint_steps": ["-1"],
     "keep_checkpoint_max": ["0"], "resume": None, "distribute": ["yesno"], "compiled_validation": ["fast"], "ckpt_path": None,
-    "cal_sdr": ["sure"], "eval_segment": ["-1", "0.0001"], "results_dir": [""], "window": ["0", "0.0001"],
+    "cal_sdr": ["sure"], "eval_protocol": ["segments"], "eval_segment": ["-1", "0.0001"], "results_dir": [""], "window": ["0", "0.0001"],
     "file_format": ["PB"], "export_length": ["1", "0"], "device_target": ["TPU"], "device_id": ["-1"],
     "mode": ["eager"], "kernel_fusion": ["perhaps"],
 }

@@ -1,9 +1,11 @@
 """evaluate.py, export.py and the Ascend 310 path (preprocess_310 -> CPU twin -> postprocess)."""
 import csv
+import importlib.machinery
 import json
 import shutil
 import subprocess
 import sys
+import types
 from itertools import permutations
 from pathlib import Path
 
@@ -14,8 +16,8 @@ from mindspore import nn
 
 from ascend310_infer.infer_cpu import infer_folder
 from config import UserError, load_config
-from evaluate import (Separator, main as evaluate_main, pieces, reassemble, score_utterances,
-                      separate_utterances, read_test_split)
+from evaluate import (Separator, evaluation_protocol, main as evaluate_main, pieces, reassemble,
+                      score_utterances, separate_utterances, read_test_split, summarize)
 from export import export_network
 from network_define import build_network
 from postprocess import main as postprocess_main, result_utterances
@@ -62,6 +64,61 @@ def test_reassemble_matches_speakers_piece_by_piece():
     estimates = reassemble(outputs, layout, sources)
     np.testing.assert_allclose(estimates[:, 4:8], sources[:, 4:8] * 2)
     np.testing.assert_allclose(estimates[:, 8:], sources[:, 8:] * 3)
+
+
+def zoo_protocol_reference(utterances, separate, segment):
+    """The model zoo's scoring written out on its own: (segments, mean SI-SNRi, dropped utterances)."""
+    improvements, dropped = [], 0
+    for mixture, sources in utterances:
+        whole_segments = len(mixture) // segment
+        if whole_segments == 0:
+            dropped += 1
+            continue
+        starts = [k * segment for k in range(whole_segments)]
+        if whole_segments * segment < len(mixture):
+            starts.append(len(mixture) - segment)  # the tail, overlapping the segment before it
+        for start in starts:
+            mix, refs = mixture[start:start + segment], sources[:, start:start + segment]
+            est = separate(mix)
+            best = max(np.mean([reference_si_snr(est[p[j]], refs[j]) for j in range(2)])
+                       for p in permutations(range(2)))
+            improvements.append(best - np.mean([reference_si_snr(mix, refs[j]) for j in range(2)]))
+    return len(improvements), float(np.mean(improvements)), dropped
+
+
+def test_zoo_protocol_scores_segments_as_the_model_zoo_does():
+    rate, segment = 8000, 32000
+    rng = np.random.default_rng(3)
+    kernel = np.hanning(9) / np.hanning(9).sum()
+    utterances = []
+    for seconds in (3.0, 8.0, 9.5):  # dropped; two whole segments; two and the overlapping tail
+        length = int(seconds * rate)
+        low = np.convolve(rng.standard_normal(length), kernel, mode="same")
+        high = rng.standard_normal(length) - np.convolve(rng.standard_normal(length), kernel, mode="same")
+        sources = np.stack([low, high])
+        utterances.append((f"utt{seconds:g}", sources.sum(0), sources))
+
+    def separate(mixture):  # a crude filter "model" whose output order is the reverse of the sources'
+        smooth = np.convolve(mixture, kernel, mode="same")
+        return np.stack([mixture - smooth, smooth])
+
+    rows = score_utterances(separate_utterances(utterances, separate, "zoo", segment), False, 1)
+    summary = summarize(rows, "zoo", segment, rate, len(utterances))
+    count, si_snri, dropped = zoo_protocol_reference([(m, s) for _, m, s in utterances], separate, segment)
+    assert (summary["segments"], summary["dropped_utterances"], summary["utterances"]) == (count, dropped, 2)
+    assert (count, dropped) == (5, 1)
+    assert [(r["mixture_ID"], r["start"]) for r in rows] == [("utt8", 0), ("utt8", 32000), ("utt9.5", 0),
+                                                              ("utt9.5", 32000), ("utt9.5", 44000)]
+    assert summary["si_snri"] == pytest.approx(si_snri, abs=1e-6)
+    assert summary["protocol"] == "model zoo: 4-s segments"
+
+
+@pytest.mark.parametrize("argv, expected", [([], ("whole", 0)), (["--eval_segment", "2"], ("pieces", 16000)),
+                                            (["--eval_protocol", "pieces"], ("pieces", 32000)),
+                                            (["--eval_protocol", "zoo"], ("zoo", 32000)),
+                                            (["--eval_protocol", "zoo", "--eval_segment", "3"], ("zoo", 24000))])
+def test_eval_protocol_and_segment_choose_the_protocol(argv, expected):
+    assert evaluation_protocol(load_config(argv, verbose=False)) == expected
 
 
 def test_whole_utterance_scores_match_an_independent_computation(checkpoint, prepared, librimix):
@@ -136,8 +193,8 @@ def test_310_path_equals_evaluate_in_pieces(infer_310, checkpoint, capsys):
     rows_310 = score_utterances(result_utterances(infer_dir, infer_dir / "result_Files"), False, 1)
     net = build_network(cfg)
     ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
-    rows_eval = score_utterances(separate_utterances(read_test_split(cfg), Separator(net), cfg.export_length),
-                                 False, 1)
+    rows_eval = score_utterances(separate_utterances(read_test_split(cfg), Separator(net), "pieces",
+                                                     cfg.export_length), False, 1)
     assert [r["mixture_ID"] for r in rows_310] == [r["mixture_ID"] for r in rows_eval]
     for a, b in zip(rows_310, rows_eval):
         assert a["SI-SNRi"] == pytest.approx(b["SI-SNRi"], abs=0.01)
@@ -145,6 +202,86 @@ def test_310_path_equals_evaluate_in_pieces(infer_310, checkpoint, capsys):
                       "--results_dir", str(infer_dir / "results")])
     expected = np.mean([r["SI-SNRi"] for r in rows_eval])
     assert f"Average SISNR improvement: {expected:.2f}" in capsys.readouterr().out
+
+
+def fake_mindspore_lite(built):
+    """mindspore_lite's documented Python API (Context, Model.build_from_file, get_inputs, predict,
+    Tensor.set_data_from_numpy / get_data_to_numpy), run by MindSpore underneath: Lite cannot be
+    installed here, so this checks how the CPU twin drives it."""
+    lite = types.ModuleType("mindspore_lite")
+    lite.__spec__ = importlib.machinery.ModuleSpec("mindspore_lite", None)
+    lite.ModelType = types.SimpleNamespace(MINDIR="MINDIR")
+
+    class Context:
+        def __init__(self):
+            self.target = []
+
+    class Tensor:
+        def set_data_from_numpy(self, array):
+            self.array = array
+
+        def get_data_to_numpy(self):
+            return self.array
+
+    class Model:
+        def build_from_file(self, path, model_type, context):
+            assert model_type == "MINDIR" and context.target == ["cpu"]
+            self.graph = nn.GraphCell(ms.load(path))
+            built.append(path)
+
+        def get_inputs(self):
+            return [Tensor()]
+
+        def predict(self, inputs):
+            output = Tensor()
+            output.set_data_from_numpy(self.graph(ms.Tensor(inputs[0].array)).asnumpy())
+            return [output]
+
+    lite.Context, lite.Model = Context, Model
+    return lite
+
+
+def test_cpu_twin_runs_mindspore_lite_when_installed_and_writes_the_same_files(infer_310, tmp_path,
+                                                                               monkeypatch, capsys):
+    _, infer_dir = infer_310
+    mindir = next(infer_dir.parent.glob("tiny*.mindir"))
+    built = []
+    monkeypatch.setitem(sys.modules, "mindspore_lite", fake_mindspore_lite(built))
+    infer_folder(mindir, infer_dir / "input", tmp_path / "lite")
+    assert built == [str(mindir)] and "with MindSpore Lite on CPU" in capsys.readouterr().out
+    expected = sorted((infer_dir / "result_Files").iterdir())
+    assert [p.name for p in sorted((tmp_path / "lite").iterdir())] == [p.name for p in expected]
+    for path in expected:
+        assert (tmp_path / "lite" / path.name).read_bytes() == path.read_bytes()
+
+
+def test_310_path_and_evaluate_score_the_zoo_protocol_alike(infer_310, checkpoint, tmp_path, capsys):
+    cfg, infer_dir = infer_310
+    zoo = cfg.updated(eval_protocol="zoo", results_dir=str(tmp_path / "eval"))
+    zoo_dir = tmp_path / "infer_zoo"
+    manifest = write_inputs(zoo, zoo_dir)
+    shutil.copy(next(infer_dir.parent.glob("tiny*.mindir")), tmp_path / "tiny.mindir")
+    infer_folder(tmp_path / "tiny.mindir", zoo_dir / "input", zoo_dir / "result_Files")
+    postprocess_main(["--config_path", "/dev/null", "--infer_dir", str(zoo_dir), "--results_dir",
+                      str(zoo_dir / "results")])
+    summary_310 = json.loads((zoo_dir / "results" / "summary.json").read_text())
+
+    evaluate_main(["--config_path", "/dev/null", "--ckpt_path", cfg.ckpt_path, "--data_dir", cfg.data_dir,
+                   "--results_dir", zoo.results_dir, "--eval_protocol", "zoo", "--eval_segment",
+                   str(cfg.export_length / cfg.sample_rate), *TINY])
+    summary_eval = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    net = build_network(cfg)
+    ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
+    test_split = [(m, s) for _, m, s in read_test_split(cfg)]
+    count, si_snri, dropped = zoo_protocol_reference(test_split, Separator(net), cfg.export_length)
+    assert len(manifest["pieces"]) == count == summary_eval["segments"] == summary_310["segments"]
+    assert summary_eval["dropped_utterances"] == summary_310["dropped_utterances"] == dropped
+    assert count > len(test_split) - dropped  # some utterance gave several segments
+    assert summary_eval["si_snri"] == pytest.approx(si_snri, abs=1e-3)
+    assert summary_310["si_snri"] == pytest.approx(si_snri, abs=0.01)
+    with open(tmp_path / "eval" / "per_segment.csv", newline="") as f:
+        assert len(list(csv.DictReader(f))) == count
+    assert f"{count} segments of" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("damage, message", [

@@ -54,6 +54,15 @@ def test_exponential_is_098_every_two_epochs(epoch):
     assert learning_rate(cfg, TrainState(epoch=epoch)) == pytest.approx(1e-3 * 0.98 ** (epoch // 2))
 
 
+@pytest.mark.parametrize("epochs, rates", [(5, [1.0, 0.9045085, 0.6545085, 0.3454915, 0.0954915]),
+                                           (2, [1.0, 0.5])])
+def test_cosine_anneals_from_lr_over_the_epochs_and_constant_stays(epochs, rates):
+    cfg = load_config(["--lr_schedule", "cosine", "--epochs", str(epochs), "--lr", "0.002"], verbose=False)
+    assert [learning_rate(cfg, TrainState(epoch=e)) for e in range(epochs)] == pytest.approx([0.002 * r for r in rates])
+    cfg = load_config(["--lr_schedule", "constant", "--lr", "0.002"], verbose=False)
+    assert {learning_rate(cfg, TrainState(epoch=e)) for e in (0, 15, 99)} == {0.002}
+
+
 def test_plateau_halves_after_patience_and_early_stop_follows_best():
     cfg = load_config(["--lr_schedule", "plateau", "--lr_patience", "2", "--early_stop_patience", "5"],
                       verbose=False)
@@ -100,12 +109,11 @@ def test_compiled_validation_scores_as_eager_validation_does(tiny_data):
     ms.set_context(mode=ms.GRAPH_MODE)
     net = build_network(cfg)
     eager, compiled = UtteranceScores(net, 2, False), UtteranceScores(net, 2, True)
+    batches = list(utterances.create_dict_iterator(num_epochs=1, output_numpy=True))
     with eager_mode():
-        expected = [float(eager(b["mixture"], b["sources"], b["lens"]).asnumpy()[0])
-                    for b in utterances.create_dict_iterator(num_epochs=1)]
+        expected = [eager.scores(ms.Tensor(b["mixture"]), b["sources"], b["lens"])[0] for b in batches]
     for _ in range(2):
-        got = [float(compiled(b["mixture"], b["sources"], b["lens"]).asnumpy()[0])
-               for b in utterances.create_dict_iterator(num_epochs=1)]
+        got = [compiled.scores(ms.Tensor(b["mixture"]), b["sources"], b["lens"])[0] for b in batches]
         np.testing.assert_allclose(got, expected, atol=1e-3)
     assert mean_si_snr(compiled, utterances) == pytest.approx(np.mean(expected), abs=1e-3)
 
@@ -196,18 +204,47 @@ def test_full_disk_while_checkpointing_keeps_the_previous_checkpoints(tiny_data,
     assert "resumed from" in resumed.stdout and "s00000002.ckpt" in resumed.stdout
 
 
+def final_fingerprints(log_dir):
+    """The weight fingerprints the workers' logs end with, one per worker log."""
+    return [line.split()[4] for log in sorted(Path(log_dir).glob("worker_*.log"))
+            for line in log.read_text().splitlines() if "final weights" in line]
+
+
 def test_two_data_parallel_workers_equal_one_process_on_both_shards(tiny_data, tmp_path):
+    """msrun on one node (the rank-table form with "none"), and the same two workers as two msrun
+    nodes on 127.0.0.1 with one worker each, train alike, and as one process on both shards does."""
     _, data_dir = tiny_data
     steps = 3
+    options = ["--output_dir", str(tmp_path / "out"), "--device_target", "CPU", "--max_steps", str(steps), *TINY]
+    script = str(ROOT / "scripts" / "run_distribute_train.sh")
     env = dict(os.environ, PYTHON=sys.executable, LOG_DIR=str(tmp_path / "logs"), MASTER_PORT="8131")
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "run_distribute_train.sh"), "2", "true", "none",
-                             str(data_dir), "--output_dir", str(tmp_path / "out"), "--device_target", "CPU",
-                             "--max_steps", str(steps), *TINY], env=env, capture_output=True, text=True,
-                            timeout=600)
-    logs = [(tmp_path / "logs" / f"worker_{r}.log").read_text() for r in (0, 1)]
-    assert result.returncode == 0, logs[0][-3000:]
-    fingerprints = [line.split()[4] for log in logs for line in log.splitlines() if "final weights" in line]
+    result = subprocess.run(["bash", script, "2", "true", "none", str(data_dir), *options], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:]
+    fingerprints = final_fingerprints(tmp_path / "logs")
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
+    assert "--worker_num=2" in (tmp_path / "out" / "train.log").read_text()  # the launcher's own log
+
+    # node 1 as if on another machine: msrun starts a scheduler wherever the master address is one
+    # of the host's own, so on one host both nodes would start one and the second could not bind
+    (tmp_path / "other_machine").mkdir()
+    (tmp_path / "other_machine" / "sitecustomize.py").write_text(
+        "import os\n"
+        "if os.environ.pop('AS_IF_ON_ANOTHER_MACHINE', ''):\n"
+        "    from mindspore.parallel.cluster.process_entity import _api\n"
+        "    _api._is_local_ip = lambda address: False\n")
+    node_env = [dict(env, LOG_DIR=str(tmp_path / "logs_node0")),
+                dict(env, LOG_DIR=str(tmp_path / "logs_node1"), AS_IF_ON_ANOTHER_MACHINE="1",
+                     PYTHONPATH=os.pathsep.join([str(tmp_path / "other_machine"), os.environ.get("PYTHONPATH", "")]))]
+    nodes = [subprocess.Popen(["bash", script, "2", "1", "127.0.0.1", "8137", str(rank), str(data_dir),
+                               *options[:1], str(tmp_path / f"out_node{rank}"), *options[2:]],
+                              env=node_env[rank], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    outputs = [node.communicate(timeout=600)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs[0][-2000:] + outputs[1][-2000:]
+    assert not (tmp_path / "logs_node1" / "scheduler.log").exists()
+    node_fingerprints = [f for rank in (0, 1) for f in final_fingerprints(tmp_path / f"logs_node{rank}")]
+    assert node_fingerprints == fingerprints
 
     cfg = run_config(data_dir, tmp_path, *TINY)
     ms.set_context(mode=ms.GRAPH_MODE)

@@ -86,3 +86,21 @@ def test_gradient_accumulation_gives_the_full_batch_update(graph):
     for a, b, start in zip(accumulated_after, after, before):
         assert not np.array_equal(b, start)
         np.testing.assert_allclose(a - start, b - start, rtol=1e-3, atol=1e-7)
+
+
+@pytest.mark.parametrize("micro_batches", [1, 2])
+def test_a_new_learning_rate_reaches_the_compiled_step(graph, micro_batches):
+    """After a compiled step, the next step's update scales with the rate set for it: Adam's update
+    is the rate times moments that do not depend on it (weight decay is part of the gradient)."""
+    updates = []
+    for rate in (2e-3, 2e-4):
+        ms.set_seed(5)
+        net = DPRNN(**SMALL)
+        step = TrainOneStep(DPRNNWithLoss(net, 2), nn.Adam(net.trainable_params(), ms.Tensor(2e-3, ms.float32),
+                                                           weight_decay=1e-5), 5.0, micro_batches)
+        step(*batch(1))
+        before = weights(net)
+        step.set_learning_rate(rate)
+        step(*batch(2))
+        updates.append(np.concatenate([(a - b).ravel() for a, b in zip(weights(net), before)]))
+    np.testing.assert_allclose(updates[1], updates[0] * 0.1, rtol=1e-3, atol=2e-7)  # weights ~1: float32 steps
