@@ -189,6 +189,11 @@ def score(mixture, sources, estimates, mixture_id):
     return {"SI-SNR": float(snr.mean()), "SI-SNRi": float((snr - baseline).mean())}
 
 
+def zoo_item(mixture_id, start, mixture, sources, estimates):
+    """One zoo segment as separate_utterances yields it; estimates [C, T] in the network's order."""
+    return {"mixture_ID": mixture_id, "start": start}, mixture, sources, match_sources(estimates, sources)
+
+
 def separate_utterances(utterances, separate, protocol, segment_len):
     """(mixture_ID, mixture, sources) -> (key, mixture, sources, estimates matched to the sources)
     per scored item: the utterance (whole, pieces) or each zoo segment. key: {"mixture_ID"} and,
@@ -197,8 +202,7 @@ def separate_utterances(utterances, separate, protocol, segment_len):
         if protocol == "zoo":
             for start in zoo_segments(len(mixture), segment_len):
                 window = slice(start, start + segment_len)
-                estimates = match_sources(separate(mixture[window]), sources[:, window])
-                yield {"mixture_ID": mixture_id, "start": start}, mixture[window], sources[:, window], estimates
+                yield zoo_item(mixture_id, start, mixture[window], sources[:, window], separate(mixture[window]))
             continue
         if protocol == "pieces":
             layout = pieces(len(mixture), segment_len)

@@ -15,7 +15,7 @@ from config import UserError, load_config, run_main
 
 import numpy as np
 
-from evaluate import match_sources, print_summary, reassemble, score_utterances, summarize, write_results
+from evaluate import print_summary, reassemble, score_utterances, summarize, write_results, zoo_item
 from fileio import check_output_dir
 
 
@@ -76,8 +76,7 @@ def result_utterances(infer_dir, result_dir):
         if manifest["protocol"] == "zoo":
             for part, estimate in zip(parts, estimates):
                 window = slice(part["offset"], part["offset"] + part["valid"])
-                yield ({"mixture_ID": mixture_id, "start": part["offset"]}, reference[0, window],
-                       reference[1:, window], match_sources(estimate, reference[1:, window]))
+                yield zoo_item(mixture_id, part["offset"], reference[0, window], reference[1:, window], estimate)
             continue
         layout = [(p["offset"], p["valid"]) for p in parts]
         yield {"mixture_ID": mixture_id}, reference[0], reference[1:], reassemble(estimates, layout, reference[1:])
