@@ -7,8 +7,7 @@
 #   bash scripts/run_demo.sh --quick    # a minute or two on a tiny set (CI); outputs in outputs/demo_quick/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
+source scripts/common.sh
 
 if [ "${1:-}" = "--quick" ]; then
     OUT=outputs/demo_quick
