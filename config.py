@@ -92,6 +92,9 @@ def _check_together(cfg):
     if flat["out_channels"] != flat["in_channels"]:
         raise UserError(f"out_channels {flat['out_channels']} must equal in_channels "
                         f"{flat['in_channels']}: the masks multiply the encoder output")
+    if flat["dynamic_mixing"] and flat["batch_size"] < flat["num_spks"]:
+        raise UserError(f"dynamic_mixing takes each speaker from another segment of the batch: "
+                        f"batch_size {flat['batch_size']} must be at least num_spks {flat['num_spks']}")
     if flat["batch_size"] % flat["grad_accumulation"]:
         raise UserError(f"batch_size {flat['batch_size']} is not a multiple of grad_accumulation "
                         f"{flat['grad_accumulation']}: the micro-batches must be equal")
@@ -106,10 +109,11 @@ def _check_together(cfg):
 class Config:
     """Flat attribute access (`cfg.lr`) over grouped settings (`cfg.group("model")`)."""
 
-    def __init__(self, groups, extra=None):
+    def __init__(self, groups, extra=None, explicit=frozenset()):
         self._groups = groups
         self._flat = {key: value for group in groups.values() for key, value in group.items()}
         self._flat.update(extra or {})
+        self.explicit = frozenset(explicit)  # settings given by --config_path or the command line
 
     def __getattr__(self, key):
         try:
@@ -123,7 +127,7 @@ class Config:
                   for name, group in self._groups.items()}
         extra = {key: changes.get(key, value) for key, value in self._flat.items()
                  if all(key not in group for group in groups.values())}
-        return Config(groups, extra)
+        return Config(groups, extra, self.explicit)
 
     def as_flat(self):
         return dict(self._flat)
@@ -176,7 +180,9 @@ def _convert(key, value, default):
 
 
 def _overlay(groups, path):
-    """Apply another YAML file's settings onto the defaults; unknown groups or keys are errors."""
+    """Apply another YAML file's settings onto the defaults and return their keys; unknown groups
+    or keys are errors."""
+    keys = set()
     for name, settings in _read_yaml(path).items():
         if name not in groups:
             raise UserError(f"{path}: unknown group {name!r} (groups: {', '.join(groups)})")
@@ -184,6 +190,8 @@ def _overlay(groups, path):
             if key not in groups[name]:
                 raise UserError(f"{path}: unknown key {name}.{key}")
             groups[name][key] = _convert(key, value, groups[name][key])
+            keys.add(key)
+    return keys
 
 
 def load_config(argv=None, parser=None, verbose=True):
@@ -206,16 +214,18 @@ def load_config(argv=None, parser=None, verbose=True):
             parser.add_argument(f"--{key}", default=None, metavar=type(default).__name__.upper(),
                                 help=f"{name}: default {default}", **flag)
     args = parser.parse_args(argv)
+    explicit = set()
     if args.config_path != str(DEFAULT_CONFIG):
-        _overlay(groups, args.config_path)
+        explicit |= _overlay(groups, args.config_path)
     extra = {}
     for key, value in vars(args).items():
         if key in owner:
             if value is not None:
                 groups[owner[key]][key] = _convert(key, value, groups[owner[key]][key])
+                explicit.add(key)
         else:
             extra[key] = value
-    cfg = Config(groups, extra)
+    cfg = Config(groups, extra, explicit)
     _check_together(cfg)
     if verbose:
         print(f"config ({args.config_path} + command line):\n{cfg}", flush=True)

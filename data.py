@@ -135,7 +135,23 @@ def train_dataset(path, cfg, epoch, num_shards=1, shard_id=0):
     segments = ds.zip((records, starts)).map(
         cut, input_columns=["mixture", "sources", "length", "start"], output_columns=COLUMNS,
         num_parallel_workers=cfg.num_workers)
-    return segments.project(COLUMNS).batch(cfg.batch_size, drop_remainder=True), info
+    batches = segments.project(COLUMNS).batch(cfg.batch_size, drop_remainder=True)
+    if cfg.dynamic_mixing:
+        batches = batches.map(remix, input_columns=COLUMNS, output_columns=COLUMNS)
+    return batches, info
+
+
+def remix(mixture, lens, sources):
+    """Dynamic mixing inside a batch of segments: speaker c of each segment is replaced by speaker c
+    of the segment c places before it (cyclically), and the mixture rebuilt as the sum of the new
+    sources plus whatever the old mixture held beyond its own (the noise of mix_both, PCM rounding).
+    The segments are shuffled anew every epoch, so every epoch trains on mixtures never seen before.
+
+    mixture [B, T], lens [B], sources [B, C, T] -> the same; needs B >= C (config checks it).
+    """
+    residual = mixture - sources.sum(axis=1)
+    remixed = np.stack([np.roll(sources[:, c], c, axis=0) for c in range(sources.shape[1])], axis=1)
+    return remixed.sum(axis=1) + residual, lens, remixed
 
 
 def eval_dataset(path, num_spks, max_samples=0, batch_size=1, num_workers=1):

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from data import eval_dataset, mindrecord_file, read_index
 from fileio import atomic_path, check_output_dir, write_text
 from loss import sdr_and_improvement, si_snr
-from network_define import build_network, load_weights
+from network_define import network_from_checkpoint
 
 
 @contextmanager
@@ -284,8 +284,7 @@ def main(argv=None):
     cfg = load_config(argv, parser)
     check_output_dir(cfg.results_dir, "--results_dir")
     setup_device(cfg)
-    net = build_network(cfg)
-    load_weights(net, cfg.ckpt_path)
+    net, cfg = network_from_checkpoint(cfg)
     count = len(read_index(mindrecord_file(cfg.data_dir, cfg.test_name))[0])
     utterances = tqdm(read_test_split(cfg), total=count, desc="evaluating", unit="utt")
     protocol, segment_len = evaluation_protocol(cfg)

@@ -14,7 +14,7 @@ import mindspore as ms
 import numpy as np
 
 from fileio import atomic_path, check_output_file
-from network_define import build_network, load_weights
+from network_define import network_from_checkpoint
 
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
@@ -47,8 +47,7 @@ def main(argv=None):
     cfg = load_config(argv, parser)
     check_output_file(cfg.file_name + SUFFIX[cfg.file_format], "--file_name")
     target = setup_device(cfg)
-    net = build_network(cfg)
-    load_weights(net, cfg.ckpt_path)
+    net, cfg = network_from_checkpoint(cfg)
     path = export_network(net, cfg.file_name, cfg.file_format, cfg.export_length, target)
     print(f"exported {cfg.ckpt_path} as {cfg.file_format} to {path} (input [1, {cfg.export_length}])")
 

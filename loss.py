@@ -72,11 +72,6 @@ def si_snr(estimate, reference):
     return 10 * np.log10((target ** 2).sum(-1) / ((noise ** 2).sum(-1) + EPS) + EPS)
 
 
-def si_snr_improvement(estimates, sources, mixture):
-    """Mean SI-SNRi in dB: estimates [C, T] (already matched to sources [C, T]), mixture [T]."""
-    return float(np.mean(si_snr(estimates, sources) - si_snr(mixture[None], sources)))
-
-
 def sdr_and_improvement(estimates, sources, mixture):
     """Mean SDR and SDRi in dB, BSS-Eval v3 (mir_eval, best permutation): [C, T], [C, T], [T]."""
     from mir_eval.separation import bss_eval_sources  # slow import; only evaluation needs it

@@ -28,8 +28,8 @@ EPS = 1e-8
 def expand_as(t, x):
     """t broadcast to x's shape by its own node, for an Add or Sub: MindSpore's CPU Add/Sub
     broadcast ~4x slower than BroadcastTo followed by the same-shape op (~10x in a graph compiled
-    for any length).  Not for a Mul: its gradient would keep the full-size copy (the default
-    model's training peak grew from 7.7 to 8.5 GB)."""
+    for any length).  For a Mul only in inference: in training the Mul's gradient would keep the
+    full-size copy (the default model's training peak grew from 7.7 to 8.5 GB)."""
     return ops.broadcast_to(t, x.shape)
 
 
@@ -57,6 +57,8 @@ class GlobalLayerNorm(_ChannelAffine):
         var = (centred * centred).sum(axis=1, keepdims=True) / count
         scale = ops.rsqrt(var + EPS).reshape((x.shape[0],) + (1,) * (x.ndim - 1)) * self.gain
         centred = centred.reshape(x.shape)
+        if not self.training:  # see expand_as: training would keep the full-size scale
+            scale = expand_as(scale, centred)
         return centred * scale + expand_as(self.bias, centred)
 
 
@@ -144,7 +146,7 @@ class FusedLSTM(nn.LSTM):
         self.recompute = recompute
         self.kernel = LSTMKernel(input_size, hidden_size, bidirectional)
 
-    def construct(self, x, hx=None, seq_length=None):
+    def construct(self, x):
         # the kernel's flat weight layout: all input weights, all recurrent weights, all biases
         weights = ops.concat(
             [w.view(-1) for w in self.w_ih_list] + [w.view(-1) for w in self.w_hh_list]
@@ -264,10 +266,11 @@ class Decoder(_Filterbank):
         batch, length, channels = frames.shape
         pieces = ops.matmul(frames.reshape(-1, channels), self.weight.reshape(channels, -1))
         pieces = pieces.reshape(batch, length, -1)                             # [B, L, W]
-        # each frame's first half lands on its own hop, the second half on the next one
-        first = pad_axis(pieces[:, :, :self.hop], 1, 0, 1)                    # [B, L + 1, W/2]
-        second = pad_axis(pieces[:, :, self.hop:], 1, 1, 0)
-        return (first + second).reshape(batch, -1)
+        first, second = pieces[:, :, :self.hop], pieces[:, :, self.hop:]      # [B, L, W/2]
+        # each frame's first half lands on its own hop, the second half on the next one (slices
+        # and a concat: zero-padding both halves took longer in MindSpore's CPU profile)
+        overlapped = first[:, 1:] + second[:, :-1]                             # [B, L - 1, W/2]
+        return ops.concat((first[:, :1], overlapped, second[:, -1:]), axis=1).reshape(batch, -1)
 
 
 def split_chunks(x, chunk_size):
@@ -419,8 +422,11 @@ class DPRNN(nn.Cell):
         mixture = pad_axis(mixture, 1, 0, stride)[:, :hops * stride]
         frames = ops.relu(self.encoder(mixture))                        # [B, L, N]
         masks = self.mask_estimator(frames)                             # [B, C, L, N]
-        masked = masks * frames.expand_dims(1)                          # [B, C, L, N]
-        sources = self.decoder(masked.reshape(batch * self.num_spks, -1, frames.shape[-1]))  # [B*C, T + pad]
+        frames = frames.expand_dims(1)                                  # [B, 1, L, N]
+        if not self.training:  # see expand_as
+            frames = expand_as(frames, masks)
+        masked = masks * frames                                         # [B, C, L, N]
+        sources = self.decoder(masked.reshape(batch * self.num_spks, -1, masked.shape[-1]))  # [B*C, T + pad]
         return sources.reshape(batch, self.num_spks, -1)[:, :, :length]
 
     def set_recompute(self, recompute):

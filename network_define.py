@@ -1,4 +1,5 @@
 """The network as scripts use it: built from the config, loaded from a checkpoint, with its loss."""
+import json
 from pathlib import Path
 
 import mindspore as ms
@@ -28,6 +29,35 @@ def build_network(cfg):
         return DPRNN(**cfg.group("model"))
     except ValueError as err:
         raise UserError(str(err)) from None
+
+
+# the checkpoint entry recording what the weights were trained with (nanoGPT's model_args): the
+# model settings and the sample rate, as JSON
+MODEL_ARGS = "model_args"
+
+
+def model_args(cfg):
+    """The MODEL_ARGS entry train.py writes into every checkpoint."""
+    return json.dumps({**cfg.group("model"), "sample_rate": cfg.sample_rate})
+
+
+def network_from_checkpoint(cfg):
+    """(network holding the weights of cfg.ckpt_path, cfg with the checkpoint's model settings).
+
+    A checkpoint that records its settings needs no --config_path; a model setting given that
+    disagrees with them is a UserError. An older checkpoint without them is built as cfg says.
+    """
+    entries = load_checkpoint(cfg.ckpt_path)
+    if MODEL_ARGS in entries:
+        saved = json.loads(entries[MODEL_ARGS])
+        for key, value in saved.items():
+            if key in cfg.explicit and getattr(cfg, key) != value:
+                raise UserError(f"{cfg.ckpt_path} was trained with {key} {value}, not {getattr(cfg, key)}: "
+                                f"leave {key} out (the checkpoint knows its settings)")
+        cfg = cfg.updated(**saved)
+    net = build_network(cfg)
+    load_weights(net, cfg.ckpt_path, entries)
+    return net, cfg
 
 
 def load_checkpoint(path):

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from evaluate import Separator
 from fileio import atomic_path, check_output_dir, made_folders
-from network_define import build_network, load_weights
+from network_define import network_from_checkpoint
 
 READABLE = {"." + ext.lower() for ext in sf.available_formats()}
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
@@ -231,11 +231,11 @@ def plot_spectrograms(mixture_path, estimate_paths, png_path, max_seconds=30):
 
 
 def make_separator(cfg):
+    """(separate function, window seconds, cfg with a checkpoint's own model settings)."""
     if cfg.mindir:
-        return FixedLengthSeparator(cfg.mindir, cfg.export_length), cfg.export_length / cfg.sample_rate
-    net = build_network(cfg)
-    load_weights(net, cfg.ckpt_path)
-    return Separator(net), cfg.window
+        return FixedLengthSeparator(cfg.mindir, cfg.export_length), cfg.export_length / cfg.sample_rate, cfg
+    net, cfg = network_from_checkpoint(cfg)
+    return Separator(net), cfg.window, cfg
 
 
 def main(argv=None):
@@ -247,17 +247,17 @@ def main(argv=None):
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     cfg = load_config(argv, parser, verbose=False)
     if not cfg.mindir and not cfg.ckpt_path:
-        raise UserError("pass --ckpt_path CHECKPOINT (with its --config_path) or --mindir MODEL")
+        raise UserError("pass --ckpt_path CHECKPOINT or --mindir MODEL")
     setup_device(cfg)
     files = find_inputs(cfg.inputs)
     check_output_dir(cfg.out_dir, "--out_dir")
+    separate, window, cfg = make_separator(cfg)
     stems = output_stems(files, cfg.out_dir)
     if not cfg.overwrite:
         existing = [p for stem in stems for p in output_paths(stem, cfg.num_spks) if p.exists()]
         if existing:
             raise UserError(f"{existing[0]} exists ({len(existing)} of the outputs do): pass --overwrite "
                             f"to replace them, or choose another --out_dir")
-    separate, window = make_separator(cfg)
     windowed = WindowedSeparation(separate, cfg.sample_rate, window)
     failed = []
     for path, stem in tqdm(list(zip(files, stems)), desc="files", unit="file"):

@@ -25,7 +25,8 @@ from tqdm import tqdm
 from data import check_num_spks, eval_dataset, mindrecord_file, train_dataset
 from evaluate import UtteranceScores, mean_si_snr
 from fileio import atomic_path, check_output_dir, write_text
-from network_define import build_network, load_checkpoint, load_weights
+from model import count_parameters
+from network_define import MODEL_ARGS, build_network, load_checkpoint, load_weights, model_args
 from train_wrapper import build_train_step
 
 PIECEWISE_MILESTONES = (15, 45, 75)  # the model zoo's: lr halves at each
@@ -98,9 +99,10 @@ def weights_fingerprint(net):
 class RunDirectory:
     """The output folder: checkpoints (atomic), the CSV log and the curves plot. Rank 0 only."""
 
-    def __init__(self, path, keep_checkpoint_max):
+    def __init__(self, path, keep_checkpoint_max, model_args):
         self.path = Path(path)
         self.keep = keep_checkpoint_max
+        self.model_args = model_args  # written into every checkpoint
 
     def checkpoints(self):
         """Periodic checkpoints, oldest first."""
@@ -115,6 +117,7 @@ class RunDirectory:
         # epoch's loss sum must come back exactly for the resumed epoch's log row
         extra = {k: ms.Tensor(v, ms.float64) if isinstance(v, float) else v
                  for k, v in asdict(state).items() if k != "history"}
+        extra[MODEL_ARGS] = self.model_args
         with atomic_path(self.path / name) as tmp:
             try:
                 ms.save_checkpoint(cell, str(tmp), append_dict=extra)
@@ -213,7 +216,7 @@ def train(cfg):
     train_step = build_train_step(cfg, net)
     valid_scores = UtteranceScores(net, cfg.num_spks, cfg.compiled_validation)
     state = TrainState(lr=cfg.lr)
-    run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max)
+    run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max, model_args(cfg))
     if cfg.resume and (found := resume_from(cfg, run_dir)):
         path, entries = found
         restore(train_step, path, entries, state)
@@ -225,7 +228,7 @@ def train(cfg):
         run_dir.path.mkdir(parents=True, exist_ok=True)
         write_text(run_dir.path / "config.yaml", str(cfg) + "\n")
     print(f"training on {target} ({group_size} process{'es' if group_size > 1 else ''}), "
-          f"{sum(p.size for p in net.trainable_params()):,} parameters", flush=True)
+          f"{count_parameters(net):,} parameters", flush=True)
 
     while state.epoch < cfg.epochs and not (cfg.max_steps and state.total_steps >= cfg.max_steps):
         lr = learning_rate(cfg, state)

@@ -32,10 +32,10 @@ step "3/7 train"
     | grep -E "^(epoch [0-9]+/|training on|early stop)" || true
 [ -f "$OUT/train/best.ckpt" ] || { echo "error: training wrote no $OUT/train/best.ckpt" >&2; exit 1; }
 step "4/7 evaluate (SI-SNRi, SDRi)"
-"$PYTHON" evaluate.py --config_path "$OUT/train/config.yaml" --ckpt_path "$OUT/train/best.ckpt" \
+"$PYTHON" evaluate.py --ckpt_path "$OUT/train/best.ckpt" \
     --data_dir "$OUT/data" --results_dir "$OUT/results" --cal_sdr | grep -E "^Average"
 step "5/7 export MindIR"
-"$PYTHON" export.py --config_path "$OUT/train/config.yaml" --ckpt_path "$OUT/train/best.ckpt" \
+"$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" \
     --file_name "$OUT/dprnn" | tail -n 1
 cp "$OUT/train/config.yaml" "$OUT/config.yaml"
 step "6/7 the 310 path on its CPU backend"
@@ -43,7 +43,7 @@ INFER_DIR="$OUT/infer_310" PYTHON="$PYTHON" bash scripts/run_infer_310.sh "$OUT/
     | grep -E "^(Average|inference)"
 step "7/7 separate one test mixture"
 mixture=$(ls "$OUT"/librimix/Libri2Mix/wav8k/min/test/mix_clean/*.wav | head -n 1)
-"$PYTHON" separate.py --config_path "$OUT/train/config.yaml" --ckpt_path "$OUT/train/best.ckpt" \
+"$PYTHON" separate.py --ckpt_path "$OUT/train/best.ckpt" \
     "$mixture" --out_dir "$OUT/separated" --plot --overwrite | tail -n 1
 
 "$PYTHON" - "$OUT" "$(( $(date +%s) - started ))" <<'PY'

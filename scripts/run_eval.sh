@@ -4,7 +4,7 @@
 #   bash scripts/run_eval.sh                                   # the demo's: outputs/demo/train/best.ckpt
 #   bash scripts/run_eval.sh CKPT_PATH [DATA_DIR] [evaluate.py options, e.g. --eval_protocol zoo]
 #   bash scripts/run_eval.sh DEVICE_ID CKPT_PATH DATA_DIR [evaluate.py options]   # the model zoo's form
-# A checkpoint written by train.py has its config.yaml beside it; it is used for the model settings.
+# A checkpoint written by train.py knows its model settings; for an older one add --config_path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -18,7 +18,5 @@ CKPT=outputs/demo/train/best.ckpt
 DATA_DIR=outputs/demo/data
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then CKPT=$1; shift; fi
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then DATA_DIR=$1; shift; fi
-CONFIG=$(dirname "$CKPT")/config.yaml
-[ -f "$CONFIG" ] || CONFIG=default_config.yaml
-ARGS=(--config_path "$CONFIG" --ckpt_path "$CKPT" --data_dir "$DATA_DIR" --cal_sdr "${DEVICE[@]}" "$@")
+ARGS=(--ckpt_path "$CKPT" --data_dir "$DATA_DIR" --cal_sdr "${DEVICE[@]}" "$@")
 run_logged "$(config_value results_dir "${ARGS[@]}")" eval.log "$PYTHON" evaluate.py "${ARGS[@]}"

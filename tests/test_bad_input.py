@@ -22,11 +22,10 @@ from errors import run_main
 from network_define import build_network
 from preprocess import SCHEMA
 from preprocess_310 import write_inputs
+from tiny import TINY_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
-        "--num_layers", "1", "--K", "20", "--kernel_size", "16", "--segment", "1", "--batch_size", "2",
-        "--export_length", "8000", "--device_target", "CPU"]
+TINY = TINY_TRAINING + ["--export_length", "8000", "--device_target", "CPU"]
 
 
 def rewrite_csv(source, target, change):

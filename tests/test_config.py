@@ -114,7 +114,7 @@ BAD_VALUES = {
     "data_dir": [""], "mix_type": ["mix_noisy"], "train_split": [" "], "valid_split": [""], "test_split": [""],
     "train_name": ["a/b"], "valid_name": [""], "test_name": ["x/"], "shard_num": ["0", "1001"],
     "num_workers": ["0"], "skip_bad": ["maybe"], "sample_rate": ["0", "-8000"], "segment": ["0", "-1", "nan"],
-    "segment_mode": ["sliding"], "cv_maxlen": ["0", "inf"], "in_channels": ["0"], "out_channels": ["32"],
+    "segment_mode": ["sliding"], "dynamic_mixing": ["maybe"], "cv_maxlen": ["0", "inf"], "in_channels": ["0"], "out_channels": ["32"],
     "hidden_channels": ["0"], "bn_channels": ["-1"], "kernel_size": ["1", "3"], "rnn_type": ["LSTMx"],
     "norm": ["bn"], "dropout": ["1", "-0.1", "nan"], "bidirectional": ["2"], "num_layers": ["0"], "K": ["1"], "init": ["he"],
     "num_spks": ["0", "9"], "output_dir": [""], "batch_size": ["0"], "epochs": ["0"], "max_steps": ["-1"],
@@ -127,6 +127,13 @@ BAD_VALUES = {
     "mode": ["eager"], "kernel_fusion": ["perhaps"],
 }
 # resume and ckpt_path are paths checked where they are used (tests/test_bad_input.py)
+
+
+def test_dynamic_mixing_needs_a_segment_per_talker_in_each_batch():
+    with pytest.raises(UserError, match="batch_size 2 must be at least num_spks 3"):
+        load_config(["--dynamic_mixing", "true", "--batch_size", "2", "--num_spks", "3"], verbose=False)
+    assert load_config(["--dynamic_mixing", "true", "--batch_size", "3", "--num_spks", "3"],
+                       verbose=False).dynamic_mixing is True
 
 
 def test_every_key_has_bad_values_in_the_table():

@@ -73,6 +73,36 @@ def test_training_batches_are_the_planned_slices_of_the_wavs(prepared, librimix,
             np.testing.assert_array_equal(batch["sources"][row, 1], s2[start:start + segment_len])
 
 
+def test_dynamic_mixing_pairs_each_talker_with_another_segments_talker(prepared, librimix):
+    cfg, data_dir = prepared
+    cfg = cfg.updated(segment=1.5, batch_size=3, dynamic_mixing=True)
+    path = mindrecord_file(data_dir, cfg.train_name)
+    lengths, ids = read_index(path)
+    segment_len = 12000
+    plan = plan_epoch(lengths, segment_len, "fixed", cfg.seed, epoch=1)
+    dataset, _ = train_dataset(path, cfg, epoch=1)
+    batches = list(dataset.create_dict_iterator(output_numpy=True, num_epochs=1))
+    assert len(batches) == len(plan) // 3
+
+    def wav(folder, index, start):
+        signal = sf.read(librimix / "train-100" / folder / f"{ids[index]}.wav", dtype="float32")[0]
+        return signal[start:start + segment_len]
+
+    new_pairs = 0
+    for b, batch in enumerate(batches):
+        rows = plan[b * 3:b * 3 + 3]
+        for row, (index, start) in enumerate(rows):
+            partner = rows[(row - 1) % 3]  # talker 2 comes from the segment one place before
+            s1, s2 = wav("s1", index, start), wav("s2", *partner)
+            np.testing.assert_array_equal(batch["sources"][row, 0], s1)
+            np.testing.assert_array_equal(batch["sources"][row, 1], s2)
+            # the new mixture is the sum of its talkers, plus what the file's mixture held beyond its own
+            residual = wav("mix_clean", index, start) - wav("s1", index, start) - wav("s2", index, start)
+            np.testing.assert_allclose(batch["mixture"][row], s1 + s2 + residual, atol=1e-6)
+            new_pairs += partner[0] != index
+    assert new_pairs > len(plan) // 2
+
+
 def test_evaluation_batches_are_whole_padded_utterances(prepared, librimix):
     cfg, data_dir = prepared
     dataset = eval_dataset(mindrecord_file(data_dir, cfg.test_name), 2, batch_size=2)

@@ -22,10 +22,10 @@ from export import export_network
 from network_define import build_network
 from postprocess import main as postprocess_main, result_utterances
 from preprocess_310 import write_inputs
+from tiny import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
-        "--num_layers", "1", "--K", "20", "--kernel_size", "16"]
+TINY = TINY_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny import TINY_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
-        "--num_layers", "1", "--K", "20", "--kernel_size", "16", "--segment", "1", "--batch_size", "2",
-        "--device_target", "CPU"]
+TINY = TINY_TRAINING + ["--device_target", "CPU"]
 
 
 def launch(script, *args):

@@ -13,10 +13,10 @@ from config import UserError, load_config
 from network_define import build_network
 from loss import si_snr
 from separate import WindowedSeparation, find_inputs, output_stems, separate_file
+from tiny import TINY_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
-        "--num_layers", "1", "--K", "20", "--kernel_size", "16"]
+TINY = TINY_MODEL
 
 
 class ShuffledOracle:

@@ -19,10 +19,10 @@ from evaluate import UtteranceScores, eager_mode, mean_si_snr
 from network_define import DPRNNWithLoss, build_network, load_checkpoint, load_weights
 from train import TrainState, end_epoch, learning_rate, train
 from train_wrapper import TrainOneStep
+from tiny import TINY_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--in_channels", "16", "--out_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
-        "--num_layers", "1", "--K", "20", "--kernel_size", "16", "--segment", "1", "--batch_size", "2"]
+TINY = TINY_TRAINING
 
 
 @pytest.fixture(scope="module")
@@ -262,6 +262,34 @@ def test_two_data_parallel_workers_equal_one_process_on_both_shards(tiny_data, t
     for param in net.trainable_params():
         np.testing.assert_allclose(saved[param.name].asnumpy(), param.asnumpy(), rtol=0, atol=3e-5,
                                    err_msg=param.name)
+
+
+def test_scripts_need_only_the_checkpoint_of_a_trained_model(tiny_data, tmp_path):
+    """train.py records the model settings in its checkpoints: evaluate, export and separate work
+    from --ckpt_path alone and give what the explicit settings give; a model setting that disagrees
+    with the checkpoint's is a one-line error."""
+    librimix, data_dir = tiny_data
+    run_dir = tmp_path / "run"
+    train(run_config(data_dir, run_dir, *TINY, "--epochs", "1", "--sample_rate", "8000"))
+    ckpt = str(run_dir / "best.ckpt")
+
+    def script(name, *argv):
+        return subprocess.run([sys.executable, str(ROOT / name), "--ckpt_path", ckpt, "--device_target", "CPU",
+                               *argv], capture_output=True, text=True)
+
+    alone = script("evaluate.py", "--data_dir", str(data_dir), "--results_dir", str(tmp_path / "alone"))
+    explicit = script("evaluate.py", *TINY, "--data_dir", str(data_dir), "--results_dir", str(tmp_path / "explicit"))
+    assert alone.returncode == explicit.returncode == 0, alone.stderr[-500:] + explicit.stderr[-500:]
+    assert (tmp_path / "alone" / "summary.json").read_text() == (tmp_path / "explicit" / "summary.json").read_text()
+    assert script("export.py", "--file_name", str(tmp_path / "tiny")).returncode == 0
+    mixture = next((librimix / "test" / "mix_clean").glob("*.wav"))
+    separated = script("separate.py", str(mixture), "--out_dir", str(tmp_path / "separated"))
+    assert separated.returncode == 0, separated.stderr[-500:]
+    assert len(list((tmp_path / "separated").glob("*.wav"))) == 2
+    clash = script("evaluate.py", "--num_layers", "2", "--data_dir", str(data_dir))
+    assert clash.returncode == 1
+    assert clash.stderr.strip().splitlines()[-1] == (f"error: {ckpt} was trained with num_layers 1, not 2: leave "
+                                                      f"num_layers out (the checkpoint knows its settings)")
 
 
 def test_missing_data_is_a_clear_error(tmp_path):
