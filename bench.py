@@ -7,8 +7,8 @@
 `data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
 into a temporary folder. `train` times graph-mode training steps (forward, PIT SI-SNR loss, backward,
 clipping, Adam) of the configured model on random data, the first step (compilation) apart. `infer`
-times the compiled network separating one random mixture, as evaluate.Separator (evaluate.py,
-separate.py) runs a length it has met before, the first call (compilation) apart. Both print the
+times the compiled network separating one random mixture (what separation.Separator runs for a
+length it has met before), the first call (compilation) apart. Both print the
 JSON shape of Asteroid's benchmark in the README's performance section, for side-by-side runs.
 """
 import argparse
@@ -19,15 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from config import UserError, load_config, run_main, setup_device
+from config import load_config
 
 import mindspore as ms
 import numpy as np
 
 from data import mindrecord_file, train_dataset
+from device import setup_device
+from errors import UserError, run_main
+from librimix import preprocess
 from model import count_parameters
 from network_define import build_network
-from preprocess import preprocess
 from train_wrapper import build_train_step
 
 
@@ -67,7 +69,7 @@ def timed_calls(call, count):
 
 def bench_train(cfg, batch, seconds, steps):
     """Seconds per training step of the configured model at [batch, seconds of audio]."""
-    setup_device(cfg)
+    setup_device(**cfg.group("device"))
     ms.set_seed(cfg.seed)
     net = build_network(cfg)
     step = build_train_step(cfg.updated(batch_size=batch), net)
@@ -84,9 +86,9 @@ def bench_train(cfg, batch, seconds, steps):
 
 def bench_infer(cfg, seconds, reps):
     """Real-time factor (seconds of processing per second of audio) separating one mixture with
-    the compiled network, as evaluate.Separator runs a length it has met before; the first call
+    the compiled network, as separation.Separator runs a length it has met before; the first call
     (compilation) apart."""
-    setup_device(cfg)
+    setup_device(**cfg.group("device"))
     ms.set_seed(cfg.seed)
     net = build_network(cfg)
     net.set_train(False)

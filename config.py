@@ -1,39 +1,24 @@
-"""Run configuration: hyper-parameters from default_config.yaml with overrides, and the device.
+"""Run configuration: hyper-parameters from default_config.yaml with overrides.
 
 Every script calls `load_config()`: the defaults, then `--config_path other.yaml` (only the keys it
 changes), then `--key value` on the command line, each typed and checked against the default.
 """
 import argparse
-import atexit
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import yaml
 
-# MindSpore logs a warning for every backend it probes; keep them unless the user asked for them.
-os.environ.setdefault("GLOG_v", "3")
-# numpy's threaded OpenBLAS is pathologically slow on small 2-core machines; set before numpy loads.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-# graph-kernel fusion compiles its kernels into this cache rather than the working folder
-os.environ.setdefault("MS_COMPILER_CACHE_PATH", str(Path(tempfile.gettempdir()) / "dprnn_mindspore_kernels"))
-
-import mindspore as ms  # noqa: E402  (after GLOG_v)
-
-# the fusion compiler reads its tiling tables from MindSpore's package, outside its default white list
-os.environ.setdefault("AKG_WHITE_LIST_PATH", os.path.dirname(ms.__file__))
-
-from errors import UserError, run_main  # noqa: E402,F401  (scripts import both from here)
-from model import INITS, NORMS, RNNS  # noqa: E402
+import device  # first: it sets MindSpore's environment before model.py loads MindSpore
+from errors import UserError
+from model import INITS, NORMS, RNNS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_config.yaml"
-DEVICES = ("Ascend", "GPU", "CPU")
 CHOICES = {
     "rnn_type": tuple(RNNS),
     "norm": tuple(NORMS),
     "init": INITS,
-    "device_target": ("auto",) + DEVICES,
+    "device_target": ("auto",) + device.DEVICES,
     "mode": ("graph", "pynative"),
     "file_format": ("MINDIR", "AIR", "ONNX"),
     "mix_type": ("mix_clean", "mix_both"),
@@ -52,6 +37,11 @@ def _between(low, high):
 
 
 _POSITIVE = (lambda v: v > 0, "> 0")
+# every length setting is in seconds; Config.samples converts
+SECONDS = ("segment", "cv_maxlen", "eval_segment", "window", "export_length")
+# settings of earlier versions that no longer exist, and what to do instead
+RETIRED = {"out_channels": "the masks always have in_channels channels (they multiply the encoder "
+                           "output): remove it"}
 _NAME = (lambda v: v.strip() != "" and "/" not in v, "a non-empty file name")
 _PATH = (lambda v: v.strip() != "", "a non-empty path")
 # What each setting means, as a test of its value and the allowed range named in the error.
@@ -62,7 +52,7 @@ RULES = {
     "shard_num": _between(1, 1000),  # MindRecord's limit
     "num_workers": _between(1, 64), "sample_rate": _between(1000, 384000),
     "segment": _POSITIVE, "cv_maxlen": _POSITIVE,
-    "in_channels": _at_least(1), "out_channels": _at_least(1), "hidden_channels": _at_least(1),
+    "in_channels": _at_least(1), "hidden_channels": _at_least(1),
     "bn_channels": _at_least(1), "num_layers": _at_least(1),
     "kernel_size": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2"),  # the stride is half
     "K": _at_least(2), "num_spks": _between(1, 8),  # PIT tries every permutation: 8! already 40,320
@@ -72,7 +62,9 @@ RULES = {
     "l2": _at_least(0), "clip_norm": _POSITIVE, "grad_accumulation": _at_least(1),
     "seed": _between(0, 2 ** 32 - 1), "save_checkpoint_steps": _at_least(0),
     "keep_checkpoint_max": _at_least(1), "eval_segment": _at_least(0), "results_dir": _PATH,
-    "window": _POSITIVE, "export_length": _at_least(2), "device_id": _between(0, 4095),
+    "window": _POSITIVE,
+    "export_length": (lambda v: 0 < v <= 600, "seconds, 0 < export_length <= 600 (no longer samples)"),
+    "device_id": _between(0, 4095),
 }
 
 
@@ -89,20 +81,16 @@ def _check_together(cfg):
     """Settings that are valid alone but not together; each error names the keys."""
     flat = cfg.as_flat()
     kernel, rate = flat["kernel_size"], flat["sample_rate"]
-    if flat["out_channels"] != flat["in_channels"]:
-        raise UserError(f"out_channels {flat['out_channels']} must equal in_channels "
-                        f"{flat['in_channels']}: the masks multiply the encoder output")
     if flat["dynamic_mixing"] and flat["batch_size"] < flat["num_spks"]:
         raise UserError(f"dynamic_mixing takes each speaker from another segment of the batch: "
                         f"batch_size {flat['batch_size']} must be at least num_spks {flat['num_spks']}")
     if flat["batch_size"] % flat["grad_accumulation"]:
         raise UserError(f"batch_size {flat['batch_size']} is not a multiple of grad_accumulation "
                         f"{flat['grad_accumulation']}: the micro-batches must be equal")
-    lengths = {"segment": flat["segment"] * rate, "eval_segment": flat["eval_segment"] * rate,
-               "window": flat["window"] * rate, "export_length": flat["export_length"]}
-    for key, samples in lengths.items():
+    for key in SECONDS:
+        samples = cfg.samples(key)
         if samples < kernel and not (key == "eval_segment" and samples == 0):
-            raise UserError(f"{key} {flat[key]} is {int(samples)} samples at {rate} Hz, shorter than "
+            raise UserError(f"{key} {flat[key]} s is {samples} samples at {rate} Hz, shorter than "
                             f"kernel_size {kernel}: the model needs at least {kernel}")
 
 
@@ -128,6 +116,10 @@ class Config:
         extra = {key: changes.get(key, value) for key, value in self._flat.items()
                  if all(key not in group for group in groups.values())}
         return Config(groups, extra, self.explicit)
+
+    def samples(self, key):
+        """A length setting (seconds, SECONDS) in samples at the sample rate: the one conversion."""
+        return int(round(self._flat[key] * self._flat["sample_rate"]))
 
     def as_flat(self):
         return dict(self._flat)
@@ -187,6 +179,8 @@ def _overlay(groups, path):
         if name not in groups:
             raise UserError(f"{path}: unknown group {name!r} (groups: {', '.join(groups)})")
         for key, value in settings.items():
+            if key in RETIRED:
+                raise UserError(f"{path}: {name}.{key} is no longer a setting: {RETIRED[key]}")
             if key not in groups[name]:
                 raise UserError(f"{path}: unknown key {name}.{key}")
             groups[name][key] = _convert(key, value, groups[name][key])
@@ -230,44 +224,3 @@ def load_config(argv=None, parser=None, verbose=True):
     if verbose:
         print(f"config ({args.config_path} + command line):\n{cfg}", flush=True)
     return cfg
-
-
-def available_devices():
-    """Device targets this machine's MindSpore can use, preferred first."""
-    return [d for d in DEVICES if d == "CPU" or ms.hal.is_available(d)]
-
-
-def enable_kernel_fusion():
-    """Fuse chains of element-wise ops and reductions into compiled kernels (graph mode).
-
-    On CPU this makes a training step of the default model ~30% faster and halves its memory
-    (1 x 4 s: 18.1 s and 17.6 GB without, 13 s and 7.2 GB with): the normalisations, gates, loss
-    and Adam become a few fused kernels instead of dozens of memory passes. The fusion compiler leaves
-    a log in the working folder, removed at exit unless it was there before.
-    """
-    # Two ops stay out of fusion in MindSpore 2.10: fused Tanh is a fast approximation (errors of
-    # ~2e-4 in the separated output), and a fused Square in the training step's gradient norm gave
-    # wrong norms (156 instead of 130, so wrong clipping; tests/test_train_step.py catches it).
-    ms.set_context(enable_graph_kernel=True,
-                   graph_kernel_flags="--disable_expand_ops=Tanh,Square --disable_cluster_ops=Tanh,Square")
-    log = Path("dsa_transfrom.log").resolve()
-    if not log.exists():
-        atexit.register(log.unlink, missing_ok=True)
-
-
-def setup_device(cfg):
-    """Set MindSpore's device and execution mode from cfg; returns the device target used."""
-    available = available_devices()
-    target = available[0] if cfg.device_target == "auto" else cfg.device_target
-    if target not in available:
-        raise UserError(f"device_target {target} was asked for, but this machine's MindSpore "
-                        f"can use only {', '.join(available)}: pass --device_target auto or CPU")
-    mode = ms.GRAPH_MODE if cfg.mode == "graph" else ms.PYNATIVE_MODE
-    # GRU and RNN cells unroll into nested calls that exceed graph mode's default depth of 1000.
-    ms.set_context(mode=mode, max_call_depth=10000)
-    if cfg.kernel_fusion and target == "CPU" and mode == ms.GRAPH_MODE:
-        enable_kernel_fusion()
-    # in data-parallel runs msrun and the rank-table launcher give each process its device
-    device_id = int(os.environ.get("DEVICE_ID", cfg.device_id)) if cfg.distribute else cfg.device_id
-    ms.set_device(target, device_id)
-    return target

@@ -108,7 +108,7 @@ def train_dataset(path, cfg, epoch, num_shards=1, shard_id=0):
     """
     check_num_spks(path, cfg.num_spks)
     lengths, _ = read_index(path)
-    segment_len = int(round(cfg.segment * cfg.sample_rate))
+    segment_len = cfg.samples("segment")
     plan = plan_epoch(lengths, segment_len, cfg.segment_mode, cfg.seed, epoch, num_shards, shard_id)
     info = {"utterances": len(lengths), "num_segments": len(plan),
             "dropped_utterances": int((lengths < segment_len).sum())}
@@ -171,3 +171,10 @@ def eval_dataset(path, num_spks, max_samples=0, batch_size=1, num_workers=1):
     utterances = utterances.project(COLUMNS + ["mixture_ID"])
     return utterances.padded_batch(batch_size, pad_info={"mixture": ([None], 0.0),
                                                          "sources": ([num_spks, None], 0.0)})
+
+
+def read_split(path, num_spks):
+    """(mixture_ID, mixture [T], sources [C, T]) of every utterance of a split, in file order."""
+    for batch in eval_dataset(path, num_spks).create_dict_iterator(num_epochs=1, output_numpy=True):
+        length = int(batch["lens"][0])
+        yield str(batch["mixture_ID"][0]), batch["mixture"][0, :length], batch["sources"][0, :, :length]

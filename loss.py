@@ -1,16 +1,15 @@
-"""SI-SNR: the training loss (MindSpore, permutation-invariant) and the evaluation metrics (numpy).
+"""The training loss: permutation-invariant SI-SNR in MindSpore (metrics.py scores in numpy).
 
 SI-SNR(s', s) = 10 log10(|a s|^2 / |s' - a s|^2), a = <s', s> / |s|^2, both signals zero-mean
 (Le Roux et al., "SDR - half-baked or well done?", 2019).
 """
-import warnings
 from itertools import permutations
 
 import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-EPS = 1e-8
+from metrics import EPS
 
 
 class PermutationInvariantSISNR(nn.Cell):
@@ -60,25 +59,3 @@ def _pairwise_si_snr(estimates, sources):
     noise = est - target
     ratio = (target ** 2).sum(axis=-1) / ((noise ** 2).sum(axis=-1) + EPS)
     return 10 * ops.log10(ratio + EPS)
-
-
-def si_snr(estimate, reference):
-    """SI-SNR in dB of numpy signals [..., T]; returns [...]."""
-    estimate = estimate - estimate.mean(axis=-1, keepdims=True)
-    reference = reference - reference.mean(axis=-1, keepdims=True)
-    scale = (estimate * reference).sum(-1, keepdims=True) / ((reference ** 2).sum(-1, keepdims=True) + EPS)
-    target = scale * reference
-    noise = estimate - target
-    return 10 * np.log10((target ** 2).sum(-1) / ((noise ** 2).sum(-1) + EPS) + EPS)
-
-
-def sdr_and_improvement(estimates, sources, mixture):
-    """Mean SDR and SDRi in dB, BSS-Eval v3 (mir_eval, best permutation): [C, T], [C, T], [T]."""
-    from mir_eval.separation import bss_eval_sources  # slow import; only evaluation needs it
-    with warnings.catch_warnings():
-        # mir_eval 0.8 marks it deprecated, yet it is the BSS-Eval v3 SDR every paper reports;
-        # requirements.txt pins mir_eval so it stays.
-        warnings.simplefilter("ignore", FutureWarning)
-        sdr, _, _, _ = bss_eval_sources(sources, estimates)
-        sdr_mixture, _, _, _ = bss_eval_sources(sources, np.repeat(mixture[None], len(sources), 0))
-    return float(np.mean(sdr)), float(np.mean(sdr - sdr_mixture))

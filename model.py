@@ -7,30 +7,27 @@ Shapes: B batch, T samples, C speakers, N encoder filters, L encoder frames,
 D bottleneck channels, K chunk length, S number of chunks.
 
     mixture [B, T]
-      -> Encoder (Conv1d + ReLU)                         [B, N, L]
+      -> Encoder (Conv1d + ReLU)                             [B, L, N]
       -> MaskEstimator (norm, bottleneck, chunking,
-         DualPathBlock x num_layers, overlap-add, gates) [B, C, N, L]
+         DualPathBlock x num_layers, overlap-add, gates)     [B, C, L, N]
       -> masks * encoder output -> Decoder (ConvTranspose1d) [B, C, T]
 
-The layer set and initialisers are those of the MindSpore model-zoo DPRNN, without its bugs:
-the norms' gain and bias are trained, `rnn_type` and `norm` are honoured, and no dead init loop.
+Channels last throughout, as the RNN kernels want their sequences. The layer set and initialisers
+are those of the MindSpore model-zoo DPRNN, without its bugs: the norms' gain and bias are trained,
+`rnn_type` and `norm` are honoured, and no dead init loop. layers.py holds the CPU-friendly forms
+of the zoo's layers (1x1 convolutions as matrix products, one LSTM kernel call for both directions)
+with the zoo's parameter shapes and names.
 """
 import math
 
 import mindspore as ms
 from mindspore import Parameter, nn, ops
-from mindspore.common.initializer import HeUniform, Uniform, XavierNormal, initializer
-from mindspore.ops.operations._grad_ops import LSTMGrad
+from mindspore.common.initializer import HeUniform, XavierNormal, initializer
+
+from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, expand_as, matmul_transposed, pad_axis,
+                    recurrent_layer)
 
 EPS = 1e-8
-
-
-def expand_as(t, x):
-    """t broadcast to x's shape by its own node, for an Add or Sub: MindSpore's CPU Add/Sub
-    broadcast ~4x slower than BroadcastTo followed by the same-shape op (~10x in a graph compiled
-    for any length).  For a Mul only in inference: in training the Mul's gradient would keep the
-    full-size copy (the default model's training peak grew from 7.7 to 8.5 GB)."""
-    return ops.broadcast_to(t, x.shape)
 
 
 class _ChannelAffine(nn.Cell):
@@ -49,8 +46,8 @@ class GlobalLayerNorm(_ChannelAffine):
     """
 
     def construct(self, x):
-        # sums over one flattened axis divided by the count: MindSpore's CPU ReduceMean is ~8x
-        # slower than ReduceSum, and a sum over several axes ~1.5x slower than over one
+        # sums over one flattened axis divided by the count: MindSpore's CPU ReduceMean is much
+        # slower than ReduceSum, and a sum over several axes slower than over one
         flat = x.reshape(x.shape[0], -1)
         count = flat.shape[1]
         centred = flat - expand_as(flat.sum(axis=1, keepdims=True) / count, flat)
@@ -95,137 +92,6 @@ class CumulativeLayerNorm(_ChannelAffine):
 
 
 NORMS = {"gln": GlobalLayerNorm, "cln": CumulativeLayerNorm, "ln": ChannelLayerNorm}
-RNNS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
-
-
-class LSTMKernel(nn.Cell):
-    """MindSpore's CPU LSTM kernel for both directions in one call, its workspace recomputed.
-
-    The training kernel keeps a workspace of ~2 KB per step, sequence and direction for the
-    backward pass (0.5 GB per RNN for 4 s of audio) and runs ~2x slower than the inference kernel.
-    Here the forward pass runs the inference kernel and keeps nothing; the backward pass runs the
-    training kernel again for the workspace, then LSTMGrad, so one workspace exists at a time.
-    x [steps, batch, I], state [directions, batch, H], weights [W, 1, 1]
-    -> [steps, batch, directions * H].
-    """
-
-    def __init__(self, input_size, hidden_size, bidirectional):
-        super().__init__()
-        args = (input_size, hidden_size, 1, True, bidirectional, 0.0)
-        self.infer_kernel = ops.LSTM(*args)
-        self.infer_kernel.add_prim_attr("is_training", False)
-        self.train_kernel = ops.LSTM(*args)
-        self.grad_kernel = LSTMGrad(*args)
-
-    def construct(self, x, state, weights):
-        return self.infer_kernel(x, state, state, weights)[0]
-
-    def bprop(self, x, state, weights, out, dout):
-        # depend on dout: otherwise the graph may run this early, holding every workspace at once
-        y, hy, cy, workspace, _ = self.train_kernel(ops.depend(x, dout), state, state, weights)
-        dx, _, _, dweights = self.grad_kernel(x, state, state, weights, y, hy, cy, dout,
-                                              ops.zeros_like(hy), ops.zeros_like(cy), workspace)
-        return dx, ops.zeros_like(state), dweights
-
-
-class FusedLSTM(nn.LSTM):
-    """nn.LSTM (one layer, time-major) run as one CPU LSTM kernel call for both directions.
-
-    nn.LSTM calls the kernel once per direction and reverses the sequences around the backward
-    one; one call is 2-2.5x faster. Same parameters, same names, same function. With `recompute`
-    the kernel's workspace is recomputed in the backward pass (LSTMKernel); without it the
-    training kernel keeps it: ~15% faster a training step, ~0.5 GB more per RNN and 4 s of audio.
-    x [steps, batch, I] -> ([steps, batch, directions * H], None).
-    """
-
-    def __init__(self, input_size, hidden_size, bidirectional, recompute=True):
-        super().__init__(input_size, hidden_size, num_layers=1, batch_first=False,
-                         bidirectional=bidirectional)
-        self.directions = 2 if bidirectional else 1
-        self.hidden = hidden_size
-        self.recompute = recompute
-        self.kernel = LSTMKernel(input_size, hidden_size, bidirectional)
-
-    def construct(self, x):
-        # the kernel's flat weight layout: all input weights, all recurrent weights, all biases
-        weights = ops.concat(
-            [w.view(-1) for w in self.w_ih_list] + [w.view(-1) for w in self.w_hh_list]
-            + [b_ih + b_hh for b_ih, b_hh in zip(self.b_ih_list, self.b_hh_list)]).view(-1, 1, 1)
-        state = ops.zeros((self.directions, x.shape[1], self.hidden), x.dtype)
-        if self.training and not self.recompute:
-            return self.kernel.train_kernel(x, state, state, weights)[0], None
-        return self.kernel(x, state, weights), None
-
-
-def recurrent_layer(rnn_type, input_size, hidden_size, bidirectional):
-    """Time-major one-layer RNN: [steps, batch, I] -> ([steps, batch, directions * H], state)."""
-    if rnn_type == "LSTM" and ms.get_context("device_target") == "CPU":
-        return FusedLSTM(input_size, hidden_size, bidirectional)
-    return RNNS[rnn_type](input_size, hidden_size, num_layers=1, batch_first=False,
-                          bidirectional=bidirectional)
-
-
-# x [M, I] @ w[O, I].T without a Transpose node (forward or backward): ~15% faster on CPU
-matmul_transposed = ops.MatMul(transpose_b=True)
-
-
-class Linear(nn.Dense):
-    """nn.Dense over the last axis of any input, bias added by a plain Add: the gradient of
-    nn.Dense's BiasAdd is ~50x slower than the Add's on CPU.  x [..., I] -> [..., O]."""
-
-    def construct(self, x):
-        y = matmul_transposed(x.reshape(-1, self.in_channels), self.weight)
-        y = y + expand_as(self.bias, y)
-        return y.reshape(x.shape[:-1] + (self.out_channels,))
-
-
-class PReLU(nn.Cell):
-    """nn.PReLU (one slope shared by all channels, 0.25 at start, same parameter name) written
-    elementwise.  nn.PReLU's CPU gradient of the slope sums in thread order, so it changes from
-    one call to the next at the same inputs and two runs with one seed drift apart (and a resumed
-    run from the one it continues); this form's gradient is a deterministic sum.  x [...] -> [...]
-    """
-
-    def __init__(self):
-        super().__init__()
-        self.w = Parameter(ms.Tensor([0.25], ms.float32), name="w")
-
-    def construct(self, x):
-        return ops.relu(x) - self.w * ops.relu(-x)
-
-
-class PointwiseConv(nn.Cell):
-    """1x1 convolution of channels-last input as one matrix product: x [..., I] -> [..., O].
-
-    The weight keeps nn.Conv1d/nn.Conv2d's [O, I, 1, 1] shape and initialisation, so checkpoints
-    of channels-first models load unchanged.
-    """
-
-    def __init__(self, in_channels, out_channels, has_bias, weight_init):
-        super().__init__()
-        self.weight = Parameter(initializer(weight_init, [out_channels, in_channels, 1, 1],
-                                            ms.float32), name="weight")
-        self.bias = (Parameter(initializer(Uniform(1 / math.sqrt(in_channels)), [out_channels],
-                                           ms.float32), name="bias") if has_bias else None)
-
-    def construct(self, x):
-        out_channels, in_channels = self.weight.shape[:2]
-        y = matmul_transposed(x.reshape(-1, in_channels), self.weight.reshape(out_channels, -1))
-        if self.bias is not None:
-            y = y + expand_as(self.bias, y)
-        return y.reshape(x.shape[:-1] + (out_channels,))
-
-
-def pad_axis(x, axis, left, right):
-    """Zeros before and after one axis.
-
-    The Pad primitive rather than ops.pad: in MindSpore 2.10's CPU graph mode the gradient of
-    ops.pad (PadV3) changes from one call to the next at the same inputs, silently corrupting
-    training; concatenating zeros instead breaks the LSTM's gradient there.
-    """
-    paddings = [(0, 0)] * x.ndim
-    paddings[axis] = (left, right)
-    return ops.Pad(tuple(paddings))(x)
 
 
 class _Filterbank(nn.Cell):
@@ -242,7 +108,7 @@ class _Filterbank(nn.Cell):
 
 class Encoder(_Filterbank):
     """nn.Conv1d(1 -> N, kernel W, stride W/2, no bias) as one matrix product over frames: MindSpore's
-    CPU Conv2D took ~30 ms per training step for this 4-MFLOP job on the demo model.
+    CPU Conv2D was slow for this small job.
 
     mixture [B, (L + 1) * W/2] -> frames [B, L, N], channels last.
     """
@@ -313,11 +179,11 @@ class PathRNN(nn.Cell):
     _TO_SEQUENCES = {"intra": (2, 0, 1, 3), "inter": (1, 0, 2, 3)}
     _FROM_SEQUENCES = {"intra": (1, 2, 0, 3), "inter": (1, 0, 2, 3)}
 
-    def __init__(self, along, channels, hidden_channels, rnn_type, norm, bidirectional, dropout):
+    def __init__(self, along, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm):
         super().__init__()
         self.to_sequences = self._TO_SEQUENCES[along]
         self.from_sequences = self._FROM_SEQUENCES[along]
-        self.rnn = recurrent_layer(rnn_type, channels, hidden_channels, bidirectional)
+        self.rnn = recurrent_layer(rnn_type, channels, hidden_channels, bidirectional, fused_lstm)
         self.dropout = nn.Dropout(p=dropout)
         rnn_out = hidden_channels * (2 if bidirectional else 1)
         self.proj = Linear(rnn_out, channels, weight_init="HeUniform")
@@ -334,9 +200,9 @@ class PathRNN(nn.Cell):
 class DualPathBlock(nn.Cell):
     """Intra-chunk then inter-chunk PathRNN.  x [B, S, K, D] -> [B, S, K, D]."""
 
-    def __init__(self, channels, hidden_channels, rnn_type, norm, bidirectional, dropout):
+    def __init__(self, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm):
         super().__init__()
-        args = (channels, hidden_channels, rnn_type, norm, bidirectional, dropout)
+        args = (channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm)
         self.intra = PathRNN("intra", *args)
         self.inter = PathRNN("inter", *args)
 
@@ -351,21 +217,21 @@ class MaskEstimator(nn.Cell):
     sequences of channel vectors, so this layout leaves one transpose each way per RNN at most.
     """
 
-    def __init__(self, in_channels, out_channels, hidden_channels, bn_channels, rnn_type, norm,
-                 dropout, bidirectional, num_layers, K, num_spks):
+    def __init__(self, in_channels, hidden_channels, bn_channels, rnn_type, norm, dropout,
+                 bidirectional, num_layers, K, num_spks, fused_lstm):
         super().__init__()
         self.chunk_size = K
         self.num_spks = num_spks
         self.norm = NORMS[norm](in_channels)
         self.bottleneck = PointwiseConv(in_channels, bn_channels, False, "HeUniform")
         self.blocks = nn.SequentialCell([
-            DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout)
+            DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm)
             for _ in range(num_layers)])
         self.prelu = PReLU()
         self.to_speakers = PointwiseConv(bn_channels, bn_channels * num_spks, True, "HeUniform")
         self.output = PointwiseConv(bn_channels, bn_channels, True, "XavierUniform")
         self.output_gate = PointwiseConv(bn_channels, bn_channels, True, "XavierUniform")
-        self.to_masks = PointwiseConv(bn_channels, out_channels, False, "HeUniform")
+        self.to_masks = PointwiseConv(bn_channels, in_channels, False, "HeUniform")
 
     def construct(self, frames):
         batch, length, _ = frames.shape
@@ -383,31 +249,31 @@ class DPRNN(nn.Cell):
     """Mixture [B, T] -> separated sources [B, C, T], for any T >= kernel_size.
 
     The encoder has stride kernel_size / 2 (kernel_size even); the input is zero-padded at the end
-    to a whole number of strides and the decoder's output cut back to T.
+    to a whole number of strides and the decoder's output cut back to T. fused_lstm runs the LSTMs
+    as layers.FusedLSTM, on MindSpore's CPU kernels (network_define.build_network sets it on CPU).
     """
 
-    def __init__(self, in_channels=64, out_channels=64, hidden_channels=128, bn_channels=128,
-                 kernel_size=2, rnn_type="LSTM", norm="gln", dropout=0.0, bidirectional=True,
-                 num_layers=6, K=250, num_spks=2, init="asteroid"):
+    def __init__(self, in_channels=64, hidden_channels=128, bn_channels=128, kernel_size=2,
+                 rnn_type="LSTM", norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250,
+                 num_spks=2, init="asteroid", fused_lstm=False):
         super().__init__()
-        check_model_args(in_channels, out_channels, kernel_size, rnn_type, norm, K, num_spks, init)
+        check_model_args(kernel_size, rnn_type, norm, K, num_spks, init)
         self.kernel_size = kernel_size
         self.num_spks = num_spks
         self.encoder = Encoder(in_channels, kernel_size)
-        self.mask_estimator = MaskEstimator(in_channels, out_channels, hidden_channels, bn_channels,
-                                            rnn_type, norm, dropout, bidirectional, num_layers, K,
-                                            num_spks)
+        self.mask_estimator = MaskEstimator(in_channels, hidden_channels, bn_channels, rnn_type, norm,
+                                            dropout, bidirectional, num_layers, K, num_spks, fused_lstm)
         self.decoder = Decoder(in_channels, kernel_size)
         if init == "asteroid":
             self.init_like_asteroid()
 
     def init_like_asteroid(self):
         """Asteroid's initial weights instead of the model zoo's He-uniform ones (which the layers
-        are built with): encoder and decoder filters Xavier-normal (Asteroid's free filterbank,
-        8x smaller here), 1x1 convolutions and projections uniform in +-1/sqrt(fan_in) (PyTorch's
-        default, 2.4x smaller).  With the zoo's weights the same training is 2.3 dB behind after
-        its first epoch and about 1.5 dB after three (docs/performance.md, "Learning at equal
-        updates with Asteroid").
+        are built with): encoder and decoder filters Xavier-normal (Asteroid's free filterbank),
+        1x1 convolutions and projections uniform in +-1/sqrt(fan_in) (PyTorch's default), both
+        smaller than the zoo's.  With the zoo's weights the same training falls behind Asteroid's
+        from the first epoch (scripts/compare_with_asteroid.py; docs/performance.md, "Learning at
+        equal updates with Asteroid").
         RNN weights, biases and norms start the same either way."""
         for _, cell in self.cells_and_names():
             if isinstance(cell, (PointwiseConv, Linear)):
@@ -444,7 +310,7 @@ class DPRNN(nn.Cell):
 INITS = ("asteroid", "zoo")
 
 
-def check_model_args(in_channels, out_channels, kernel_size, rnn_type, norm, K, num_spks, init):
+def check_model_args(kernel_size, rnn_type, norm, K, num_spks, init):
     """Raise ValueError naming the setting when the model cannot be built as asked."""
     if init not in INITS:
         raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
@@ -452,9 +318,6 @@ def check_model_args(in_channels, out_channels, kernel_size, rnn_type, norm, K, 
         raise ValueError(f"norm must be one of {sorted(NORMS)}, got {norm!r}")
     if rnn_type not in RNNS:
         raise ValueError(f"rnn_type must be one of {sorted(RNNS)}, got {rnn_type!r}")
-    if out_channels != in_channels:
-        raise ValueError(f"out_channels ({out_channels}) must equal in_channels ({in_channels}): "
-                         "the masks multiply the encoder output")
     if kernel_size < 2 or kernel_size % 2:
         raise ValueError(f"kernel_size must be even and at least 2 (the stride is half of it), got {kernel_size}")
     if K < 2:

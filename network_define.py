@@ -1,12 +1,18 @@
-"""The network as scripts use it: built from the config, loaded from a checkpoint, with its loss."""
+"""The network as scripts use it: built from the config, loaded from a checkpoint, exported, with
+its training loss (DPRNNWithLoss) and its validation score (UtteranceScores)."""
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import mindspore as ms
+import numpy as np
 from mindspore import nn
 
+from device import eager_mode
 from errors import UserError
+from fileio import atomic_path
 from loss import PermutationInvariantSISNR
+from metrics import match_sources, si_snr
 from model import DPRNN
 
 
@@ -23,10 +29,54 @@ class DPRNNWithLoss(nn.Cell):
         return loss
 
 
+class UtteranceScores(nn.Cell):
+    """PIT SI-SNR (dB) of each utterance in a batch [B] of net's estimates.
+
+    The network runs eagerly, or with one_graph=True as one graph for every length (MindSpore's
+    dynamic shape): after a one-time compile the demo model separates utterances several times
+    faster than eagerly, but such a graph keeps all its intermediates (gigabytes for the default
+    model), so it suits small models only. The scores are computed on the host in float64: MindSpore's
+    eager matrix products change their summation order after a few calls, which moved a validation
+    score in its last digit from one epoch to the next and a resumed run's log off the original's.
+    """
+
+    def __init__(self, net, num_spks, one_graph):
+        super().__init__(auto_prefix=False)  # the net's parameters keep their checkpoint names
+        self.net = net
+        self.num_spks = num_spks
+        self.one_graph = one_graph
+        if one_graph:
+            self.set_inputs(ms.Tensor(shape=[None, None], dtype=ms.float32))
+
+    def construct(self, mixture):
+        return self.net(mixture)
+
+    def scores(self, mixture, sources, lens):
+        """mixture [B, T] (Tensor), sources [B, C, T] and lens [B] (numpy) -> SI-SNR [B] (numpy)."""
+        estimates = self(mixture).asnumpy().astype(np.float64)
+        sources = sources.astype(np.float64)
+        return np.array([si_snr(match_sources(estimates[b, :, :n], sources[b, :, :n]), sources[b, :, :n]).mean()
+                         for b, n in enumerate(lens)])
+
+
+def mean_si_snr(scores, dataset):
+    """Mean over utterances of UtteranceScores; dataset from data.eval_dataset."""
+    was_training = scores.net.training
+    scores.net.set_train(False)
+    total, count = 0.0, 0
+    with nullcontext() if scores.one_graph else eager_mode():
+        for batch in dataset.create_dict_iterator(num_epochs=1):
+            snr = scores.scores(batch["mixture"], batch["sources"].asnumpy(), batch["lens"].asnumpy())
+            total += float(snr.sum())
+            count += len(snr)
+    scores.net.set_train(was_training)
+    return total / max(count, 1)
+
+
 def build_network(cfg):
     """DPRNN from the config's model group; a setting it cannot build with is a UserError."""
     try:
-        return DPRNN(**cfg.group("model"))
+        return DPRNN(**cfg.group("model"), fused_lstm=ms.get_context("device_target") == "CPU")
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -93,3 +143,28 @@ def load_weights(net, path, entries=None):
                             f"but {tuple(param.shape)} here: pass the model settings it was trained with "
                             f"(its config.yaml, via --config_path)")
     ms.load_param_into_net(net, {p.name: entries[p.name] for p in net.get_parameters()}, strict_load=True)
+
+
+SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
+
+
+def export_network(net, file_name, file_format, length, target):
+    """Write net with input [1, length] to file_name + the format's suffix; returns that path."""
+    if file_format == "AIR" and target != "Ascend":
+        raise UserError(f"AIR export needs an Ascend device (this run is on {target}): use "
+                        f"--file_format MINDIR, which the Ascend 310 app also loads")
+    net.set_train(False)
+    example = ms.Tensor(np.zeros((1, length), np.float32))
+    path = Path(file_name + SUFFIX[file_format])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        # exported under a hidden name and renamed: an earlier export stays whole until then
+        with atomic_path(path) as tmp:
+            ms.export(net, example, file_name=str(tmp.with_suffix("")), file_format=file_format)
+    except (RuntimeError, TypeError, ValueError) as err:
+        if file_format != "ONNX":
+            raise
+        first_line = next((line for line in str(err).splitlines() if line.strip()), "unknown error")
+        raise UserError(f"MindSpore {ms.__version__} cannot export this network to ONNX "
+                        f"({first_line.strip()}): export MINDIR instead") from None
+    return path

@@ -65,7 +65,7 @@ class TrainOneStep(nn.Cell):
     many equal parts whose gradients are computed one graph call after another and averaged before
     the update: the same update as the whole batch (the loss is a mean over utterances, gLN is per
     utterance) with the activation memory of one part. Separate calls, because inside one graph
-    MindSpore kept every part's activations alive (batch 4 x 4 s in 4 parts: 19 GB).
+    MindSpore kept every part's activations alive at once.
     """
 
     def __init__(self, network_with_loss, optimizer, clip_norm, micro_batches=1):

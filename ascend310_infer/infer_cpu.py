@@ -12,12 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import UserError, run_main  # noqa: E402  (after the path above)
+import device  # noqa: E402,F401  (after the path above; first: it sets MindSpore's environment)
+from errors import UserError, run_main  # noqa: E402
 from fileio import atomic_path, check_output_dir  # noqa: E402
+from separation import load_mindir  # noqa: E402
 
 import mindspore as ms  # noqa: E402
 import numpy as np  # noqa: E402
-from mindspore import nn  # noqa: E402
 
 
 def lite_runner(mindir):
@@ -38,8 +39,7 @@ def lite_runner(mindir):
 def mindspore_runner(mindir):
     """[1, L] float32 -> [1, C, L] with MindSpore on CPU."""
     ms.set_device("CPU")
-    model = nn.GraphCell(ms.load(str(mindir)))
-    return lambda mixture: model(ms.Tensor(mixture)).asnumpy()
+    return load_mindir(mindir)
 
 
 def load_runner(mindir):

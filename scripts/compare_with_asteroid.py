@@ -27,7 +27,7 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from loss import si_snr  # noqa: E402  (the project's library, not a script)
+from metrics import si_snr  # noqa: E402  (the project's library, not a script)
 
 DEMO_CONFIG = ROOT / "scripts" / "demo_config.yaml"
 

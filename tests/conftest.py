@@ -7,11 +7,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_v", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from config import enable_kernel_fusion  # noqa: E402  (first: it sets MindSpore's environment)
+from device import enable_kernel_fusion  # noqa: E402  (first: it sets MindSpore's environment)
 import mindspore as ms  # noqa: E402
 import pytest  # noqa: E402
 
-# The device must be chosen before any kernel runs; scripts do it in config.setup_device, which
+# The device must be chosen before any kernel runs; scripts do it in device.setup_device, which
 # also turns on kernel fusion for CPU graph mode: tests compute as the scripts do, in any order.
 ms.set_device("CPU", 0)
 enable_kernel_fusion()
@@ -40,9 +40,9 @@ def librimix(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def prepared(librimix, tmp_path_factory):
-    """`librimix` through preprocess.py: (config, data_dir)."""
+    """`librimix` through preprocess.py's library: (config, data_dir)."""
     from config import load_config
-    from preprocess import preprocess
+    from librimix import preprocess
     out_dir = tmp_path_factory.mktemp("data")
     cfg = load_config(["--data_dir", str(out_dir), "--shard_num", "2"], verbose=False)
     preprocess(librimix, out_dir, cfg)

@@ -6,7 +6,6 @@ locations, not in the inputs, not in the working folder (where MindSpore drops c
 """
 import csv
 import hashlib
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -19,13 +18,12 @@ from mindspore.mindrecord import FileWriter
 
 from config import load_config
 from errors import run_main
+from helpers import TINY_TRAINING, script_main, write_310_inputs
+from librimix import SCHEMA
 from network_define import build_network
-from preprocess import SCHEMA
-from preprocess_310 import write_inputs
-from tiny import TINY_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = TINY_TRAINING + ["--export_length", "8000", "--device_target", "CPU"]
+TINY = TINY_TRAINING + ["--export_length", "1", "--device_target", "CPU"]
 
 
 def rewrite_csv(source, target, change):
@@ -81,7 +79,7 @@ def base(prepared, librimix, tmp_path_factory):
     writer.commit()
 
     infer = base / "infer"
-    write_inputs(load_config(["--data_dir", str(data_dir), *TINY], verbose=False), infer)
+    write_310_inputs(load_config(["--data_dir", str(data_dir), *TINY], verbose=False), infer)
     (infer / "result_Files").mkdir()
     for piece in json.loads((infer / "manifest.json").read_text())["pieces"]:
         np.full(2 * 8000, np.nan, np.float32).tofile(infer / "result_Files" / piece["bin"].replace(".bin", "_0.bin"))
@@ -123,7 +121,7 @@ CASES = [
     ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/junk.ckpt", "--results_dir", "{out}"],
      "{base}/junk.ckpt"),
     ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{base}/a_file/model"], "--file_name"),
-    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{out}/model", "--export_length", "8"],
+    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{out}/model", "--export_length", "0.0001"],
      "export_length"),
     ("export.py", ["--ckpt_path", "{base}/none.ckpt", "--file_name", "{out}/model"], "{base}/none.ckpt"),
     ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{base}/a_file/sep"], "--out_dir"),
@@ -168,14 +166,6 @@ def tree(*folders):
     return found
 
 
-def entry_point(script):
-    """The script's module, imported as `python script` would run it (main not yet called)."""
-    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("script, argv, names", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_bad_input_is_one_line_exit_1_and_changes_nothing(base, librimix, tmp_path, monkeypatch, script,
                                                            argv, names):
@@ -190,7 +180,7 @@ def test_bad_input_is_one_line_exit_1_and_changes_nothing(base, librimix, tmp_pa
     monkeypatch.chdir(work)
     watched = (base_dir, data_dir, librimix, tmp_path)
     before = tree(*watched)
-    main = entry_point(script).main
+    main = script_main(script)
     with pytest.raises(SystemExit) as stopped:
         run_main(lambda: main(argv))
     message = stopped.value.code

@@ -4,13 +4,14 @@ import argparse
 import pytest
 import yaml
 
-from config import DEFAULT_CONFIG, UserError, available_devices, load_config, setup_device
+from config import DEFAULT_CONFIG, UserError, load_config
+from device import available_devices, setup_device
 from model import DPRNN, count_parameters
 
 
 def test_defaults_are_the_model_zoo_ones():
     cfg = load_config([], verbose=False)
-    expected = dict(sample_rate=8000, segment=4.0, cv_maxlen=8.0, in_channels=64, out_channels=64,
+    expected = dict(sample_rate=8000, segment=4.0, cv_maxlen=8.0, in_channels=64,
                     hidden_channels=128, bn_channels=128, kernel_size=2, rnn_type="LSTM",
                     norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250, num_spks=2,
                     batch_size=4, epochs=100, lr=1e-3, l2=1e-5, clip_norm=5.0,
@@ -54,6 +55,7 @@ def test_config_file_then_command_line(tmp_path):
     ("model:\n  K: two\n", "K takes a int"),
     ("model:\n  norm: batch\n", "norm must be one of"),
     ("model: [1, 2]\n", "must map group names"),
+    ("model:\n  out_channels: 64\n", "model.out_channels is no longer a setting: the masks always have in_channels"),
 ])
 def test_bad_config_files_are_clear_errors(tmp_path, text, message):
     other = tmp_path / "bad.yaml"
@@ -101,12 +103,12 @@ def test_auto_device_is_the_first_available_and_missing_ones_are_refused():
     available = available_devices()
     assert available[-1] == "CPU"
     cfg = load_config([], verbose=False)
-    assert setup_device(cfg) == available[0]
+    assert setup_device(**cfg.group("device")) == available[0]
     for target in ("Ascend", "GPU"):
         if target not in available:
             cfg = load_config(["--device_target", target], verbose=False)
             with pytest.raises(UserError, match=f"{target} was asked for.*only .*CPU"):
-                setup_device(cfg)
+                setup_device(**cfg.group("device"))
 
 
 # A bad value for every key of default_config.yaml, and what the one-line error must name.
@@ -114,7 +116,7 @@ BAD_VALUES = {
     "data_dir": [""], "mix_type": ["mix_noisy"], "train_split": [" "], "valid_split": [""], "test_split": [""],
     "train_name": ["a/b"], "valid_name": [""], "test_name": ["x/"], "shard_num": ["0", "1001"],
     "num_workers": ["0"], "skip_bad": ["maybe"], "sample_rate": ["0", "-8000"], "segment": ["0", "-1", "nan"],
-    "segment_mode": ["sliding"], "dynamic_mixing": ["maybe"], "cv_maxlen": ["0", "inf"], "in_channels": ["0"], "out_channels": ["32"],
+    "segment_mode": ["sliding"], "dynamic_mixing": ["maybe"], "cv_maxlen": ["0", "inf"], "in_channels": ["0"],
     "hidden_channels": ["0"], "bn_channels": ["-1"], "kernel_size": ["1", "3"], "rnn_type": ["LSTMx"],
     "norm": ["bn"], "dropout": ["1", "-0.1", "nan"], "bidirectional": ["2"], "num_layers": ["0"], "K": ["1"], "init": ["he"],
     "num_spks": ["0", "9"], "output_dir": [""], "batch_size": ["0"], "epochs": ["0"], "max_steps": ["-1"],
@@ -123,7 +125,7 @@ BAD_VALUES = {
     "grad_accumulation": ["0", "3"], "seed": ["-1"], "save_checkpoint_steps": ["-1"],
     "keep_checkpoint_max": ["0"], "resume": None, "distribute": ["yesno"], "compiled_validation": ["fast"], "ckpt_path": None,
     "cal_sdr": ["sure"], "eval_protocol": ["segments"], "eval_segment": ["-1", "0.0001"], "results_dir": [""], "window": ["0", "0.0001"],
-    "file_format": ["PB"], "export_length": ["1", "0"], "device_target": ["TPU"], "device_id": ["-1"],
+    "file_format": ["PB"], "export_length": ["32000", "0", "0.0001"], "device_target": ["TPU"], "device_id": ["-1"],
     "mode": ["eager"], "kernel_fusion": ["perhaps"],
 }
 # resume and ckpt_path are paths checked where they are used (tests/test_bad_input.py)
@@ -134,6 +136,15 @@ def test_dynamic_mixing_needs_a_segment_per_talker_in_each_batch():
         load_config(["--dynamic_mixing", "true", "--batch_size", "2", "--num_spks", "3"], verbose=False)
     assert load_config(["--dynamic_mixing", "true", "--batch_size", "3", "--num_spks", "3"],
                        verbose=False).dynamic_mixing is True
+
+
+def test_every_length_is_in_seconds_and_converts_at_the_sample_rate():
+    cfg = load_config(["--sample_rate", "16000", "--segment", "1.5", "--cv_maxlen", "2", "--eval_segment", "0.25",
+                       "--window", "3", "--export_length", "0.1"], verbose=False)
+    assert [cfg.samples(key) for key in ("segment", "cv_maxlen", "eval_segment", "window", "export_length")] == \
+        [24000, 32000, 4000, 48000, 1600]
+    with pytest.raises(UserError, match=r"export_length 32000.0 is out of range: allowed seconds"):
+        load_config(["--export_length", "32000"], verbose=False)  # samples, as it was before
 
 
 def test_every_key_has_bad_values_in_the_table():

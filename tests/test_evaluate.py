@@ -16,16 +16,23 @@ from mindspore import nn
 
 from ascend310_infer.infer_cpu import infer_folder
 from config import UserError, load_config
-from evaluate import (Separator, evaluation_protocol, main as evaluate_main, pieces, reassemble,
-                      score_utterances, separate_utterances, read_test_split, summarize)
-from export import export_network
-from network_define import build_network
-from postprocess import main as postprocess_main, result_utterances
-from preprocess_310 import write_inputs
-from tiny import TINY_MODEL
+from data import mindrecord_file, read_split
+from files_310 import result_utterances
+from helpers import TINY_MODEL, script_main, write_310_inputs
+from metrics import evaluation_protocol, pieces, reassemble, score_utterances, separate_utterances, summarize
+from network_define import build_network, export_network
+from separation import Separator
+
+evaluate_main = script_main("evaluate.py")
+postprocess_main = script_main("postprocess.py")
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_MODEL
+
+
+def utterances_of(cfg):
+    """(mixture_ID, mixture, sources) of cfg's test split."""
+    return read_split(mindrecord_file(cfg.data_dir, cfg.test_name), cfg.num_spks)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +41,7 @@ def checkpoint(prepared, tmp_path_factory):
     _, data_dir = prepared
     work = tmp_path_factory.mktemp("ckpt")
     cfg = load_config(["--data_dir", str(data_dir), "--results_dir", str(work / "results"),
-                       "--export_length", "12000", *TINY], verbose=False)
+                       "--export_length", "1.5", *TINY], verbose=False)
     ms.set_seed(11)
     ms.save_checkpoint(build_network(cfg), str(work / "tiny.ckpt"))
     return cfg.updated(ckpt_path=str(work / "tiny.ckpt")), work / "tiny.ckpt"
@@ -118,7 +125,8 @@ def test_zoo_protocol_scores_segments_as_the_model_zoo_does():
                                             (["--eval_protocol", "zoo"], ("zoo", 32000)),
                                             (["--eval_protocol", "zoo", "--eval_segment", "3"], ("zoo", 24000))])
 def test_eval_protocol_and_segment_choose_the_protocol(argv, expected):
-    assert evaluation_protocol(load_config(argv, verbose=False)) == expected
+    cfg = load_config(argv, verbose=False)
+    assert evaluation_protocol(cfg.eval_protocol, cfg.samples("eval_segment"), cfg.sample_rate) == expected
 
 
 def test_whole_utterance_scores_match_an_independent_computation(checkpoint, prepared, librimix):
@@ -171,15 +179,15 @@ def infer_310(checkpoint, tmp_path_factory):
     """preprocess_310 -> export -> CPU twin of the 310 app: (cfg, infer_dir)."""
     cfg, ckpt = checkpoint
     infer_dir = tmp_path_factory.mktemp("infer") / "infer_310"
-    write_inputs(cfg, infer_dir)
+    write_310_inputs(cfg, infer_dir)
     # run again over a user's file and a killed run's leftover: the file stays, the leftover goes
     (infer_dir / "my_notes.txt").write_text("mine")
     (infer_dir / ".preprocess_310.partial" / "input").mkdir(parents=True)
-    manifest = write_inputs(cfg, infer_dir)
+    manifest = write_310_inputs(cfg, infer_dir)
     assert sorted(p.name for p in infer_dir.iterdir()) == ["input", "manifest.json", "my_notes.txt", "references"]
     net = build_network(cfg)
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
-    mindir = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.export_length, "CPU")
+    mindir = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.samples("export_length"), "CPU")
     assert infer_folder(mindir, infer_dir / "input", infer_dir / "result_Files") == len(manifest["pieces"])
     return cfg, infer_dir
 
@@ -187,14 +195,14 @@ def infer_310(checkpoint, tmp_path_factory):
 def test_310_path_equals_evaluate_in_pieces(infer_310, checkpoint, capsys):
     cfg, infer_dir = infer_310
     manifest = json.loads((infer_dir / "manifest.json").read_text())
-    assert sorted(manifest["utterances"]) == sorted(i for i, _, _ in read_test_split(cfg))
+    assert sorted(manifest["utterances"]) == sorted(i for i, _, _ in utterances_of(cfg))
     for piece in manifest["pieces"]:
-        assert (infer_dir / "input" / piece["bin"]).stat().st_size == 4 * cfg.export_length
+        assert (infer_dir / "input" / piece["bin"]).stat().st_size == 4 * cfg.samples("export_length")
     rows_310 = score_utterances(result_utterances(infer_dir, infer_dir / "result_Files"), False, 1)
     net = build_network(cfg)
     ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
-    rows_eval = score_utterances(separate_utterances(read_test_split(cfg), Separator(net), "pieces",
-                                                     cfg.export_length), False, 1)
+    pieces_of = separate_utterances(utterances_of(cfg), Separator(net), "pieces", cfg.samples("export_length"))
+    rows_eval = score_utterances(pieces_of, False, 1)
     assert [r["mixture_ID"] for r in rows_310] == [r["mixture_ID"] for r in rows_eval]
     for a, b in zip(rows_310, rows_eval):
         assert a["SI-SNRi"] == pytest.approx(b["SI-SNRi"], abs=0.01)
@@ -259,7 +267,7 @@ def test_310_path_and_evaluate_score_the_zoo_protocol_alike(infer_310, checkpoin
     cfg, infer_dir = infer_310
     zoo = cfg.updated(eval_protocol="zoo", results_dir=str(tmp_path / "eval"))
     zoo_dir = tmp_path / "infer_zoo"
-    manifest = write_inputs(zoo, zoo_dir)
+    manifest = write_310_inputs(zoo, zoo_dir)
     shutil.copy(next(infer_dir.parent.glob("tiny*.mindir")), tmp_path / "tiny.mindir")
     infer_folder(tmp_path / "tiny.mindir", zoo_dir / "input", zoo_dir / "result_Files")
     postprocess_main(["--config_path", "/dev/null", "--infer_dir", str(zoo_dir), "--results_dir",
@@ -268,12 +276,12 @@ def test_310_path_and_evaluate_score_the_zoo_protocol_alike(infer_310, checkpoin
 
     evaluate_main(["--config_path", "/dev/null", "--ckpt_path", cfg.ckpt_path, "--data_dir", cfg.data_dir,
                    "--results_dir", zoo.results_dir, "--eval_protocol", "zoo", "--eval_segment",
-                   str(cfg.export_length / cfg.sample_rate), *TINY])
+                   str(cfg.export_length), *TINY])
     summary_eval = json.loads((tmp_path / "eval" / "summary.json").read_text())
     net = build_network(cfg)
     ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
-    test_split = [(m, s) for _, m, s in read_test_split(cfg)]
-    count, si_snri, dropped = zoo_protocol_reference(test_split, Separator(net), cfg.export_length)
+    test_split = [(m, s) for _, m, s in utterances_of(cfg)]
+    count, si_snri, dropped = zoo_protocol_reference(test_split, Separator(net), cfg.samples("export_length"))
     assert len(manifest["pieces"]) == count == summary_eval["segments"] == summary_310["segments"]
     assert summary_eval["dropped_utterances"] == summary_310["dropped_utterances"] == dropped
     assert count > len(test_split) - dropped  # some utterance gave several segments

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tiny import TINY_TRAINING
+from helpers import TINY_TRAINING
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING + ["--device_target", "CPU"]

@@ -5,8 +5,8 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from evaluate import score
-from loss import PermutationInvariantSISNR, sdr_and_improvement, si_snr
+from loss import PermutationInvariantSISNR
+from metrics import score, sdr_and_improvement, si_snr
 
 
 def si_snr_improvement(estimates, sources, mixture):

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from config import UserError, load_config
 from data import RECORD_COLUMNS, mindrecord_file, read_index
-from preprocess import preprocess
+from librimix import preprocess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,7 +208,7 @@ KILL_AT_STEP = """
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from config import load_config
-from preprocess import preprocess
+from librimix import preprocess
 steps = []
 def step(name):
     steps.append(name)

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 
 from config import UserError, load_config
+from helpers import TINY_MODEL
+from metrics import si_snr
 from network_define import build_network
-from loss import si_snr
-from separate import WindowedSeparation, find_inputs, output_stems, separate_file
-from tiny import TINY_MODEL
+from separation import WindowedSeparation, find_inputs, output_stems, separate_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_MODEL

@@ -1,5 +1,6 @@
 """train.py: schedules, learning, resume after SIGKILL, data-parallel equivalence, bad input."""
 import csv
+import json
 import os
 import resource
 import signal
@@ -15,11 +16,12 @@ from mindspore import nn, ops
 
 from config import UserError, load_config
 from data import eval_dataset, mindrecord_file, train_dataset
-from evaluate import UtteranceScores, eager_mode, mean_si_snr
-from network_define import DPRNNWithLoss, build_network, load_checkpoint, load_weights
-from train import TrainState, end_epoch, learning_rate, train
+from device import eager_mode
+from helpers import TINY_TRAINING
+from network_define import (DPRNNWithLoss, UtteranceScores, build_network, load_checkpoint, load_weights, mean_si_snr,
+                            network_from_checkpoint)
 from train_wrapper import TrainOneStep
-from tiny import TINY_TRAINING
+from trainer import TrainState, end_epoch, learning_rate, train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -28,7 +30,7 @@ TINY = TINY_TRAINING
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
     """Two training mixtures, one validation, one test: (librimix root, data_dir)."""
-    from preprocess import preprocess
+    from librimix import preprocess
     from scripts.make_demo_data import make_librimix
     work = tmp_path_factory.mktemp("tiny")
     root = make_librimix(work / "librimix", counts=(2, 1, 1), seed=3, speakers_per_split=(4, 2, 2))
@@ -80,7 +82,7 @@ def test_plateau_halves_after_patience_and_early_stop_follows_best():
 
 def test_a_short_run_overfits_a_few_mixtures_by_10_db(tiny_data, tmp_path):
     _, data_dir = tiny_data
-    cfg = run_config(data_dir, tmp_path, "--in_channels", "64", "--out_channels", "64", "--hidden_channels", "64",
+    cfg = run_config(data_dir, tmp_path, "--in_channels", "64", "--hidden_channels", "64",
                      "--bn_channels", "64", "--num_layers", "2", "--K", "50", "--kernel_size", "16",
                      "--segment", "1", "--batch_size", "4", "--lr", "0.003", "--epochs", "30",
                      "--save_checkpoint_steps", "0")
@@ -290,6 +292,23 @@ def test_scripts_need_only_the_checkpoint_of_a_trained_model(tiny_data, tmp_path
     assert clash.returncode == 1
     assert clash.stderr.strip().splitlines()[-1] == (f"error: {ckpt} was trained with num_layers 1, not 2: leave "
                                                       f"num_layers out (the checkpoint knows its settings)")
+
+
+@pytest.mark.parametrize("settings", ["none", "with out_channels"])
+def test_checkpoints_of_earlier_versions_still_load(tmp_path, settings):
+    """A checkpoint without model_args is built as the config says; one whose model_args still hold
+    the retired out_channels (written before it was removed) builds from the rest of them."""
+    cfg = load_config(TINY, verbose=False)
+    ms.set_seed(5)
+    net = build_network(cfg)
+    path = tmp_path / "old.ckpt"
+    saved = {**cfg.group("model"), "out_channels": cfg.in_channels, "sample_rate": cfg.sample_rate}
+    ms.save_checkpoint(net, str(path), append_dict={} if settings == "none" else {"model_args": json.dumps(saved)})
+    argv = (TINY if settings == "none" else []) + ["--ckpt_path", str(path)]
+    loaded, loaded_cfg = network_from_checkpoint(load_config(argv, verbose=False))
+    assert loaded_cfg.group("model") == cfg.group("model")
+    for param, twin in zip(net.trainable_params(), loaded.trainable_params()):
+        np.testing.assert_array_equal(param.asnumpy(), twin.asnumpy())
 
 
 def test_missing_data_is_a_clear_error(tmp_path):

@@ -1,0 +1,155 @@
+"""Layers that run the network's operations fast and deterministically on MindSpore's CPU kernels.
+
+Each keeps the parameters (shapes, names, initialisation) of the MindSpore layer it stands for, so
+checkpoints load either way; model.py builds the paper's network from them. Why each exists is
+measured in docs/performance.md (MindSpore 2.10's CPU kernels).
+"""
+import math
+
+import mindspore as ms
+from mindspore import Parameter, nn, ops
+from mindspore.common.initializer import Uniform, initializer
+from mindspore.ops.operations._grad_ops import LSTMGrad
+
+
+def expand_as(t, x):
+    """t broadcast to x's shape by its own node, for an Add or Sub: MindSpore's CPU Add/Sub
+    broadcast several times slower than BroadcastTo followed by the same-shape op (more so in a
+    graph compiled for any length).  For a Mul only in inference: in training the Mul's gradient
+    would keep the full-size copy and raise the training peak."""
+    return ops.broadcast_to(t, x.shape)
+
+
+class LSTMKernel(nn.Cell):
+    """MindSpore's CPU LSTM kernel for both directions in one call, its workspace recomputed.
+
+    The training kernel keeps a workspace per step, sequence and direction for the backward pass
+    (hundreds of MB per RNN for seconds of audio) and runs slower than the inference kernel.
+    Here the forward pass runs the inference kernel and keeps nothing; the backward pass runs the
+    training kernel again for the workspace, then LSTMGrad, so one workspace exists at a time.
+    x [steps, batch, I], state [directions, batch, H], weights [W, 1, 1]
+    -> [steps, batch, directions * H].
+    """
+
+    def __init__(self, input_size, hidden_size, bidirectional):
+        super().__init__()
+        args = (input_size, hidden_size, 1, True, bidirectional, 0.0)
+        self.infer_kernel = ops.LSTM(*args)
+        self.infer_kernel.add_prim_attr("is_training", False)
+        self.train_kernel = ops.LSTM(*args)
+        self.grad_kernel = LSTMGrad(*args)
+
+    def construct(self, x, state, weights):
+        return self.infer_kernel(x, state, state, weights)[0]
+
+    def bprop(self, x, state, weights, out, dout):
+        # depend on dout: otherwise the graph may run this early, holding every workspace at once
+        y, hy, cy, workspace, _ = self.train_kernel(ops.depend(x, dout), state, state, weights)
+        dx, _, _, dweights = self.grad_kernel(x, state, state, weights, y, hy, cy, dout,
+                                              ops.zeros_like(hy), ops.zeros_like(cy), workspace)
+        return dx, ops.zeros_like(state), dweights
+
+
+class FusedLSTM(nn.LSTM):
+    """nn.LSTM (one layer, time-major) run as one CPU LSTM kernel call for both directions.
+
+    nn.LSTM calls the kernel once per direction and reverses the sequences around the backward
+    one; one call is about twice as fast. Same parameters, same names, same function. With
+    `recompute` the kernel's workspace is recomputed in the backward pass (LSTMKernel); without it
+    the training kernel keeps it: a faster training step for more memory (docs/performance.md).
+    x [steps, batch, I] -> ([steps, batch, directions * H], None).
+    """
+
+    def __init__(self, input_size, hidden_size, bidirectional, recompute=True):
+        super().__init__(input_size, hidden_size, num_layers=1, batch_first=False,
+                         bidirectional=bidirectional)
+        self.directions = 2 if bidirectional else 1
+        self.hidden = hidden_size
+        self.recompute = recompute
+        self.kernel = LSTMKernel(input_size, hidden_size, bidirectional)
+
+    def construct(self, x):
+        # the kernel's flat weight layout: all input weights, all recurrent weights, all biases
+        weights = ops.concat(
+            [w.view(-1) for w in self.w_ih_list] + [w.view(-1) for w in self.w_hh_list]
+            + [b_ih + b_hh for b_ih, b_hh in zip(self.b_ih_list, self.b_hh_list)]).view(-1, 1, 1)
+        state = ops.zeros((self.directions, x.shape[1], self.hidden), x.dtype)
+        if self.training and not self.recompute:
+            return self.kernel.train_kernel(x, state, state, weights)[0], None
+        return self.kernel(x, state, weights), None
+
+
+RNNS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
+
+
+def recurrent_layer(rnn_type, input_size, hidden_size, bidirectional, fused_lstm):
+    """Time-major one-layer RNN: [steps, batch, I] -> ([steps, batch, directions * H], state).
+
+    fused_lstm: an LSTM as FusedLSTM, whose kernels are MindSpore's CPU ones."""
+    if rnn_type == "LSTM" and fused_lstm:
+        return FusedLSTM(input_size, hidden_size, bidirectional)
+    return RNNS[rnn_type](input_size, hidden_size, num_layers=1, batch_first=False,
+                          bidirectional=bidirectional)
+
+
+# x [M, I] @ w[O, I].T without a Transpose node, forward or backward
+matmul_transposed = ops.MatMul(transpose_b=True)
+
+
+class Linear(nn.Dense):
+    """nn.Dense over the last axis of any input, bias added by a plain Add: the gradient of
+    nn.Dense's BiasAdd is far slower than the Add's on CPU.  x [..., I] -> [..., O]."""
+
+    def construct(self, x):
+        y = matmul_transposed(x.reshape(-1, self.in_channels), self.weight)
+        y = y + expand_as(self.bias, y)
+        return y.reshape(x.shape[:-1] + (self.out_channels,))
+
+
+class PReLU(nn.Cell):
+    """nn.PReLU (one slope shared by all channels, 0.25 at start, same parameter name) written
+    elementwise.  nn.PReLU's CPU gradient of the slope sums in thread order, so it changes from
+    one call to the next at the same inputs and two runs with one seed drift apart (and a resumed
+    run from the one it continues); this form's gradient is a deterministic sum.  x [...] -> [...]
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(ms.Tensor([0.25], ms.float32), name="w")
+
+    def construct(self, x):
+        return ops.relu(x) - self.w * ops.relu(-x)
+
+
+class PointwiseConv(nn.Cell):
+    """1x1 convolution of channels-last input as one matrix product: x [..., I] -> [..., O].
+
+    The weight keeps nn.Conv1d/nn.Conv2d's [O, I, 1, 1] shape and initialisation, so checkpoints
+    of channels-first models load unchanged.
+    """
+
+    def __init__(self, in_channels, out_channels, has_bias, weight_init):
+        super().__init__()
+        self.weight = Parameter(initializer(weight_init, [out_channels, in_channels, 1, 1],
+                                            ms.float32), name="weight")
+        self.bias = (Parameter(initializer(Uniform(1 / math.sqrt(in_channels)), [out_channels],
+                                           ms.float32), name="bias") if has_bias else None)
+
+    def construct(self, x):
+        out_channels, in_channels = self.weight.shape[:2]
+        y = matmul_transposed(x.reshape(-1, in_channels), self.weight.reshape(out_channels, -1))
+        if self.bias is not None:
+            y = y + expand_as(self.bias, y)
+        return y.reshape(x.shape[:-1] + (out_channels,))
+
+
+def pad_axis(x, axis, left, right):
+    """Zeros before and after one axis.
+
+    The Pad primitive rather than ops.pad: in MindSpore 2.10's CPU graph mode the gradient of
+    ops.pad (PadV3) changes from one call to the next at the same inputs, silently corrupting
+    training; concatenating zeros instead breaks the LSTM's gradient there.
+    """
+    paddings = [(0, 0)] * x.ndim
+    paddings[axis] = (left, right)
+    return ops.Pad(tuple(paddings))(x)
