@@ -71,7 +71,7 @@ def bench_train(cfg, batch, seconds, steps):
     """Seconds per training step of the configured model at [batch, seconds of audio]."""
     setup_device(**cfg.group("device"))
     ms.set_seed(cfg.seed)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     step = build_train_step(cfg.updated(batch_size=batch), net)
     length = int(seconds * cfg.sample_rate)
     sources = np.random.default_rng(0).standard_normal((batch, cfg.num_spks, length)).astype(np.float32)
@@ -90,7 +90,7 @@ def bench_infer(cfg, seconds, reps):
     (compilation) apart."""
     setup_device(**cfg.group("device"))
     ms.set_seed(cfg.seed)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     net.set_train(False)
     rng = np.random.default_rng(0)
     mixture = ms.Tensor(rng.standard_normal((1, int(seconds * cfg.sample_rate))).astype(np.float32))

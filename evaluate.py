@@ -30,7 +30,7 @@ from errors import run_main
 from fileio import check_output_dir
 from metrics import (evaluation_protocol, print_summary, results_file, score_utterances, separate_utterances,
                      summarize, write_results)
-from network_define import network_from_checkpoint
+from network_define import checkpoint_settings, network_from_checkpoint
 from separation import Separator
 
 
@@ -39,7 +39,8 @@ def main(argv=None):
     cfg = load_config(argv, parser)
     check_output_dir(cfg.results_dir, "--results_dir")
     setup_device(**cfg.group("device"))
-    net, cfg = network_from_checkpoint(cfg)
+    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
+    cfg = cfg.updated(**settings)
     test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
     count = len(read_index(test_file)[0])
     utterances = tqdm(read_split(test_file, cfg.num_spks), total=count, desc="evaluating", unit="utt")

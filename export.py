@@ -13,7 +13,7 @@ from config import load_config
 from device import setup_device
 from errors import run_main
 from fileio import check_output_file
-from network_define import SUFFIX, export_network, network_from_checkpoint
+from network_define import SUFFIX, checkpoint_settings, export_network, network_from_checkpoint
 
 
 def main(argv=None):
@@ -22,7 +22,8 @@ def main(argv=None):
     cfg = load_config(argv, parser)
     check_output_file(cfg.file_name + SUFFIX[cfg.file_format], "--file_name")
     target = setup_device(**cfg.group("device"))
-    net, cfg = network_from_checkpoint(cfg)
+    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
+    cfg = cfg.updated(**settings)
     length = cfg.samples("export_length")
     path = export_network(net, cfg.file_name, cfg.file_format, length, target)
     print(f"exported {cfg.ckpt_path} as {cfg.file_format} to {path} (input [1, {length}]: "

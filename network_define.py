@@ -73,10 +73,11 @@ def mean_si_snr(scores, dataset):
     return total / max(count, 1)
 
 
-def build_network(cfg):
-    """DPRNN from the config's model group; a setting it cannot build with is a UserError."""
+def build_network(model):
+    """DPRNN from model settings (the config's model group); a setting it cannot build with is a
+    UserError. On CPU its LSTMs run as layers.FusedLSTM."""
     try:
-        return DPRNN(**cfg.group("model"), fused_lstm=ms.get_context("device_target") == "CPU")
+        return DPRNN(**model, fused_lstm=ms.get_context("device_target") == "CPU")
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -86,28 +87,35 @@ def build_network(cfg):
 MODEL_ARGS = "model_args"
 
 
+def checkpoint_settings(cfg):
+    """What a checkpoint records of its model: the config's model group and the sample rate."""
+    return {**cfg.group("model"), "sample_rate": cfg.sample_rate}
+
+
 def model_args(cfg):
     """The MODEL_ARGS entry train.py writes into every checkpoint."""
-    return json.dumps({**cfg.group("model"), "sample_rate": cfg.sample_rate})
+    return json.dumps(checkpoint_settings(cfg))
 
 
-def network_from_checkpoint(cfg):
-    """(network holding the weights of cfg.ckpt_path, cfg with the checkpoint's model settings).
+def network_from_checkpoint(path, settings, explicit=frozenset()):
+    """(network holding the weights of the checkpoint at path, the settings it was built with).
 
-    A checkpoint that records its settings needs no --config_path; a model setting given that
-    disagrees with them is a UserError. An older checkpoint without them is built as cfg says.
+    settings: checkpoint_settings of the run's config; explicit: the keys the user gave. A
+    checkpoint that records its settings is built with them, and a given setting that disagrees is
+    a UserError; an older checkpoint without them is built with `settings`.
     """
-    entries = load_checkpoint(cfg.ckpt_path)
+    entries = load_checkpoint(path)
     if MODEL_ARGS in entries:
-        saved = json.loads(entries[MODEL_ARGS])
+        # keys no longer in the config (out_channels) are dropped
+        saved = {key: value for key, value in json.loads(entries[MODEL_ARGS]).items() if key in settings}
         for key, value in saved.items():
-            if key in cfg.explicit and getattr(cfg, key) != value:
-                raise UserError(f"{cfg.ckpt_path} was trained with {key} {value}, not {getattr(cfg, key)}: "
+            if key in explicit and settings[key] != value:
+                raise UserError(f"{path} was trained with {key} {value}, not {settings[key]}: "
                                 f"leave {key} out (the checkpoint knows its settings)")
-        cfg = cfg.updated(**saved)
-    net = build_network(cfg)
-    load_weights(net, cfg.ckpt_path, entries)
-    return net, cfg
+        settings = {**settings, **saved}
+    net = build_network({key: value for key, value in settings.items() if key != "sample_rate"})
+    load_weights(net, path, entries)
+    return net, settings
 
 
 def load_checkpoint(path):

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from device import setup_device
 from errors import UserError, run_main
 from fileio import atomic_path, check_output_dir
-from network_define import network_from_checkpoint
+from network_define import checkpoint_settings, network_from_checkpoint
 from separation import (MindIRSeparator, Separator, WindowedSeparation, find_inputs, output_paths, output_stems,
                         separate_file)
 
@@ -58,7 +58,8 @@ def make_separator(cfg):
     """(separate function, window seconds, cfg with a checkpoint's own model settings)."""
     if cfg.mindir:
         return MindIRSeparator(cfg.mindir, cfg.samples("export_length")), cfg.export_length, cfg
-    net, cfg = network_from_checkpoint(cfg)
+    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
+    cfg = cfg.updated(**settings)
     return Separator(net), cfg.window, cfg
 
 

@@ -209,7 +209,7 @@ def train(cfg):
     check_num_spks(train_path, cfg.num_spks)  # before anything is written: a bad file stops here
     valid_data = eval_dataset(mindrecord_file(cfg.data_dir, cfg.valid_name), cfg.num_spks,
                               max_samples=cfg.samples("cv_maxlen"))
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     train_step = build_train_step(cfg, net)
     valid_scores = UtteranceScores(net, cfg.num_spks, cfg.compiled_validation)
     state = TrainState(lr=cfg.lr)

@@ -44,8 +44,8 @@ def base(prepared, librimix, tmp_path_factory):
     base = tmp_path_factory.mktemp("bad_input")
     (base / "a_file").write_text("I am a file, not a folder")
     tiny = load_config(TINY, verbose=False)
-    ms.save_checkpoint(build_network(tiny), str(base / "tiny.ckpt"))
-    ms.save_checkpoint(build_network(load_config(TINY + ["--bn_channels", "24"], verbose=False)),
+    ms.save_checkpoint(build_network(tiny.group("model")), str(base / "tiny.ckpt"))
+    ms.save_checkpoint(build_network(load_config(TINY + ["--bn_channels", "24"], verbose=False).group("model")),
                        str(base / "other.ckpt"))
     (base / "junk.ckpt").write_bytes(b"not a checkpoint")
     (base / "junk.mindir").write_bytes(b"not a model")

@@ -43,7 +43,7 @@ def checkpoint(prepared, tmp_path_factory):
     cfg = load_config(["--data_dir", str(data_dir), "--results_dir", str(work / "results"),
                        "--export_length", "1.5", *TINY], verbose=False)
     ms.set_seed(11)
-    ms.save_checkpoint(build_network(cfg), str(work / "tiny.ckpt"))
+    ms.save_checkpoint(build_network(cfg.group("model")), str(work / "tiny.ckpt"))
     return cfg.updated(ckpt_path=str(work / "tiny.ckpt")), work / "tiny.ckpt"
 
 
@@ -136,7 +136,7 @@ def test_whole_utterance_scores_match_an_independent_computation(checkpoint, pre
     with open(Path(cfg.results_dir) / "per_utterance.csv", newline="") as f:
         rows = {r["mixture_ID"]: r for r in csv.DictReader(f)}
     assert len(rows) == 3 and list(next(iter(rows.values()))) == ["mixture_ID", "SI-SNR", "SI-SNRi", "SDR", "SDRi"]
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     separate = Separator(net)
     import soundfile as sf
@@ -156,7 +156,7 @@ def test_whole_utterance_scores_match_an_independent_computation(checkpoint, pre
 
 def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
     cfg, ckpt = checkpoint
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     path = export_network(net, str(tmp_path / "tiny"), "MINDIR", 12000, "CPU")
     mixture = np.random.default_rng(1).standard_normal((1, 12000)).astype(np.float32)
@@ -168,9 +168,9 @@ def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
 def test_onnx_and_air_say_clearly_why_not(checkpoint, tmp_path):
     cfg, ckpt = checkpoint
     with pytest.raises(UserError, match="cannot export this network to ONNX .*: export MINDIR instead"):
-        export_network(build_network(cfg), str(tmp_path / "tiny"), "ONNX", 12000, "CPU")
+        export_network(build_network(cfg.group("model")), str(tmp_path / "tiny"), "ONNX", 12000, "CPU")
     with pytest.raises(UserError, match="AIR export needs an Ascend device"):
-        export_network(build_network(cfg), str(tmp_path / "tiny"), "AIR", 12000, "CPU")
+        export_network(build_network(cfg.group("model")), str(tmp_path / "tiny"), "AIR", 12000, "CPU")
     assert not list(tmp_path.iterdir())
 
 
@@ -185,7 +185,7 @@ def infer_310(checkpoint, tmp_path_factory):
     (infer_dir / ".preprocess_310.partial" / "input").mkdir(parents=True)
     manifest = write_310_inputs(cfg, infer_dir)
     assert sorted(p.name for p in infer_dir.iterdir()) == ["input", "manifest.json", "my_notes.txt", "references"]
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     mindir = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.samples("export_length"), "CPU")
     assert infer_folder(mindir, infer_dir / "input", infer_dir / "result_Files") == len(manifest["pieces"])
@@ -199,7 +199,7 @@ def test_310_path_equals_evaluate_in_pieces(infer_310, checkpoint, capsys):
     for piece in manifest["pieces"]:
         assert (infer_dir / "input" / piece["bin"]).stat().st_size == 4 * cfg.samples("export_length")
     rows_310 = score_utterances(result_utterances(infer_dir, infer_dir / "result_Files"), False, 1)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
     pieces_of = separate_utterances(utterances_of(cfg), Separator(net), "pieces", cfg.samples("export_length"))
     rows_eval = score_utterances(pieces_of, False, 1)
@@ -278,7 +278,7 @@ def test_310_path_and_evaluate_score_the_zoo_protocol_alike(infer_310, checkpoin
                    "--results_dir", zoo.results_dir, "--eval_protocol", "zoo", "--eval_segment",
                    str(cfg.export_length), *TINY])
     summary_eval = json.loads((tmp_path / "eval" / "summary.json").read_text())
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
     test_split = [(m, s) for _, m, s in utterances_of(cfg)]
     count, si_snri, dropped = zoo_protocol_reference(test_split, Separator(net), cfg.samples("export_length"))
@@ -321,9 +321,9 @@ def test_cpu_twin_refuses_inputs_of_another_length(infer_310, tmp_path):
 @pytest.mark.parametrize("make_ckpt, message", [
     (lambda p: None, "no such checkpoint file"),
     (lambda p: p.write_bytes(b"\x00garbage"), "not a readable MindSpore checkpoint"),
-    (lambda p: ms.save_checkpoint(build_network(load_config(TINY + ["--num_layers", "2"], verbose=False)), str(p)),
+    (lambda p: ms.save_checkpoint(build_network(load_config(TINY + ["--num_layers", "2"], verbose=False).group("model")), str(p)),
      "which the configured model lacks"),
-    (lambda p: ms.save_checkpoint(build_network(load_config(TINY + ["--bn_channels", "8"], verbose=False)), str(p)),
+    (lambda p: ms.save_checkpoint(build_network(load_config(TINY + ["--bn_channels", "8"], verbose=False).group("model")), str(p)),
      "does not fit the configured model"),
 ])
 def test_bad_checkpoints_are_one_line_errors(prepared, tmp_path, make_ckpt, message):

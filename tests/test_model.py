@@ -130,7 +130,7 @@ def test_initial_weights_follow_the_chosen_scheme(init):
     from network_define import build_network
     cfg = load_config([] if init == "asteroid" else ["--init", "zoo"], verbose=False)
     ms.set_seed(0)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     params = {p.name: p.asnumpy() for p in net.trainable_params()}
     kernel, channels = cfg.kernel_size, cfg.in_channels
     for name in ("encoder.weight", "decoder.weight"):

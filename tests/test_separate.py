@@ -140,7 +140,7 @@ def test_command_line_separates_good_files_and_reports_bad_ones(prepared, librim
     kernel and a file that is not audio: three separated, one skipped with its name, nothing
     overwritten, and a second run neither overwrites the outputs nor a user's file beside them."""
     ckpt = tmp_path / "tiny.ckpt"
-    ms.save_checkpoint(build_network(load_config(TINY, verbose=False)), str(ckpt))
+    ms.save_checkpoint(build_network(load_config(TINY, verbose=False).group("model")), str(ckpt))
     mixture = sorted((librimix / "test" / "mix_clean").glob("*.wav"))[0]
     inputs = tmp_path / "in"
     (inputs / "sub").mkdir(parents=True)

@@ -18,8 +18,8 @@ from config import UserError, load_config
 from data import eval_dataset, mindrecord_file, train_dataset
 from device import eager_mode
 from helpers import TINY_TRAINING
-from network_define import (DPRNNWithLoss, UtteranceScores, build_network, load_checkpoint, load_weights, mean_si_snr,
-                            network_from_checkpoint)
+from network_define import (DPRNNWithLoss, UtteranceScores, build_network, checkpoint_settings, load_checkpoint,
+                            load_weights, mean_si_snr, network_from_checkpoint)
 from train_wrapper import TrainOneStep
 from trainer import TrainState, end_epoch, learning_rate, train
 
@@ -88,9 +88,9 @@ def test_a_short_run_overfits_a_few_mixtures_by_10_db(tiny_data, tmp_path):
                      "--save_checkpoint_steps", "0")
     train_utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
     ms.set_seed(cfg.seed)
-    before = mean_si_snr(UtteranceScores(build_network(cfg), 2, False), train_utterances)
+    before = mean_si_snr(UtteranceScores(build_network(cfg.group("model")), 2, False), train_utterances)
     state = train(cfg)
-    trained = build_network(cfg)
+    trained = build_network(cfg.group("model"))
     final = sorted(tmp_path.glob("dprnn-e*.ckpt"))[-1]
     load_weights(trained, final)
     after = mean_si_snr(UtteranceScores(trained, 2, True), train_utterances)
@@ -109,7 +109,7 @@ def test_compiled_validation_scores_as_eager_validation_does(tiny_data):
     utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
     assert len({int(b["lens"][0]) for b in utterances.create_dict_iterator(num_epochs=1)}) == 2
     ms.set_context(mode=ms.GRAPH_MODE)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     eager, compiled = UtteranceScores(net, 2, False), UtteranceScores(net, 2, True)
     batches = list(utterances.create_dict_iterator(num_epochs=1, output_numpy=True))
     with eager_mode():
@@ -251,7 +251,7 @@ def test_two_data_parallel_workers_equal_one_process_on_both_shards(tiny_data, t
     cfg = run_config(data_dir, tmp_path, *TINY)
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(cfg.seed)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     step = TrainOneStep(DPRNNWithLoss(net, 2), nn.Adam(net.trainable_params(), cfg.lr, weight_decay=cfg.l2),
                         cfg.clip_norm)
     path = mindrecord_file(data_dir, cfg.train_name)
@@ -300,13 +300,14 @@ def test_checkpoints_of_earlier_versions_still_load(tmp_path, settings):
     the retired out_channels (written before it was removed) builds from the rest of them."""
     cfg = load_config(TINY, verbose=False)
     ms.set_seed(5)
-    net = build_network(cfg)
+    net = build_network(cfg.group("model"))
     path = tmp_path / "old.ckpt"
     saved = {**cfg.group("model"), "out_channels": cfg.in_channels, "sample_rate": cfg.sample_rate}
     ms.save_checkpoint(net, str(path), append_dict={} if settings == "none" else {"model_args": json.dumps(saved)})
     argv = (TINY if settings == "none" else []) + ["--ckpt_path", str(path)]
-    loaded, loaded_cfg = network_from_checkpoint(load_config(argv, verbose=False))
-    assert loaded_cfg.group("model") == cfg.group("model")
+    given = load_config(argv, verbose=False)
+    loaded, settings = network_from_checkpoint(given.ckpt_path, checkpoint_settings(given), given.explicit)
+    assert settings == checkpoint_settings(cfg)
     for param, twin in zip(net.trainable_params(), loaded.trainable_params()):
         np.testing.assert_array_equal(param.asnumpy(), twin.asnumpy())
 
@@ -319,15 +320,15 @@ def test_missing_data_is_a_clear_error(tmp_path):
 def test_checkpoint_of_another_model_is_a_clear_error(tiny_data, tmp_path):
     _, data_dir = tiny_data
     ckpt = tmp_path / "other.ckpt"
-    ms.save_checkpoint(build_network(run_config(data_dir, tmp_path, *TINY)), str(ckpt))
+    ms.save_checkpoint(build_network(run_config(data_dir, tmp_path, *TINY).group("model")), str(ckpt))
     wider = run_config(data_dir, tmp_path, *TINY, "--bn_channels", "24")
     with pytest.raises(UserError, match="does not fit the configured model: .* is \\(.*\\) there but"):
-        load_weights(build_network(wider), ckpt)
+        load_weights(build_network(wider.group("model")), ckpt)
     with pytest.raises(UserError, match="holds weights only"):
         train(run_config(data_dir, tmp_path / "out", *TINY, "--resume", str(ckpt)))
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="junk.ckpt: not a readable MindSpore checkpoint"):
-        load_weights(build_network(wider), tmp_path / "junk.ckpt")
+        load_weights(build_network(wider.group("model")), tmp_path / "junk.ckpt")
 
 
 def test_unavailable_device_is_one_line_and_exit_1(tiny_data, tmp_path):
