@@ -3,15 +3,19 @@
     python bench.py data [--data_dir data] [--passes 3]   # training segments/s read from MindRecord
     python bench.py train --batch 1 --seconds 4 [--steps 3]  # s/step, samples/s, peak memory
     python bench.py infer --seconds 30 [--reps 3]            # real-time factor, peak memory
+    python bench.py infer --onnx dprnn.onnx [--reps 3]       # the same for an exported ONNX model
 
 `data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
 into a temporary folder. `train` times graph-mode training steps (forward, PIT SI-SNR loss, backward,
 clipping, Adam) of the configured model on random data, the first step (compilation) apart. `infer`
 times the compiled network separating one random mixture (what separation.Separator runs for a
-length it has met before), the first call (compilation) apart. Both print the
-JSON shape of Asteroid's benchmark in the README's performance section, for side-by-side runs.
+length it has met before), the first call (compilation) apart; with --onnx, an exported ONNX model
+in onnxruntime at the length it was exported with (export.py --file_format ONNX --export_length S),
+also reporting the peak before the model was loaded (the MindSpore import). Both print the JSON
+shape of Asteroid's benchmark in the README's performance section, for side-by-side runs.
 """
 import argparse
+import importlib.metadata
 import json
 import resource
 import statistics
@@ -30,6 +34,7 @@ from errors import UserError, run_main
 from librimix import preprocess
 from model import count_parameters
 from network_define import build_network
+from separation import load_onnx
 from train_wrapper import build_train_step
 
 
@@ -101,6 +106,19 @@ def bench_infer(cfg, seconds, reps):
             "mindspore": ms.__version__}
 
 
+def bench_infer_onnx(path, sample_rate, reps):
+    """bench_infer for an exported ONNX model run by onnxruntime, at its fixed input length."""
+    before = peak_rss_gb()
+    model, length = load_onnx(path)
+    mixture = np.random.default_rng(0).standard_normal((1, length)).astype(np.float32)
+    first, times = timed_calls(lambda: model(mixture), reps)
+    seconds = length / sample_rate
+    return {"what": "infer", "model": "dprnn-onnxruntime", "seconds": seconds,
+            "rtf": statistics.median(times) / seconds, "runs": times, "first_run_s": first,
+            "peak_rss_gb": round(peak_rss_gb(), 3), "peak_rss_before_model_gb": round(before, 3),
+            "onnxruntime": importlib.metadata.version("onnxruntime")}
+
+
 def demo_data_dir(cfg, work_dir):
     """Make and preprocess the demo LibriMix set under work_dir; returns the MindRecord folder."""
     from scripts.make_demo_data import make_librimix
@@ -118,9 +136,13 @@ def main(argv=None):
     parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train, infer)")
     parser.add_argument("--steps", type=int, default=3, help="measured steps after the first (train)")
     parser.add_argument("--reps", type=int, default=3, help="measured separations (infer)")
+    parser.add_argument("--onnx", default="", help="an exported ONNX model to time in onnxruntime (infer)")
     cfg = load_config(argv, parser, verbose=False)
     if cfg.what == "train":
         print(json.dumps(bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)))
+        return
+    if cfg.what == "infer" and cfg.onnx:
+        print(json.dumps(bench_infer_onnx(cfg.onnx, cfg.sample_rate, cfg.reps)))
         return
     if cfg.what == "infer":
         print(json.dumps(bench_infer(cfg, cfg.seconds, cfg.reps)))

@@ -7,6 +7,7 @@ measured in docs/performance.md (MindSpore 2.10's CPU kernels).
 import math
 
 import mindspore as ms
+import numpy as np
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import Uniform, initializer
 from mindspore.ops.operations._grad_ops import LSTMGrad
@@ -57,6 +58,8 @@ class FusedLSTM(nn.LSTM):
     one; one call is about twice as fast. Same parameters, same names, same function. With
     `recompute` the kernel's workspace is recomputed in the backward pass (LSTMKernel); without it
     the training kernel keeps it: a faster training step for more memory (docs/performance.md).
+    With `one_direction_per_call` (set for ONNX export, whose LSTM exporter takes one direction
+    only) each direction is its own kernel call, the backward one on the reversed sequence.
     x [steps, batch, I] -> ([steps, batch, directions * H], None).
     """
 
@@ -66,9 +69,14 @@ class FusedLSTM(nn.LSTM):
         self.directions = 2 if bidirectional else 1
         self.hidden = hidden_size
         self.recompute = recompute
+        self.one_direction_per_call = False
         self.kernel = LSTMKernel(input_size, hidden_size, bidirectional)
+        self.direction_kernel = ops.LSTM(input_size, hidden_size, 1, True, False, 0.0)
+        self.direction_kernel.add_prim_attr("is_training", False)
 
     def construct(self, x):
+        if self.one_direction_per_call:
+            return self._per_direction(x), None
         # the kernel's flat weight layout: all input weights, all recurrent weights, all biases
         weights = ops.concat(
             [w.view(-1) for w in self.w_ih_list] + [w.view(-1) for w in self.w_hh_list]
@@ -77,6 +85,17 @@ class FusedLSTM(nn.LSTM):
         if self.training and not self.recompute:
             return self.kernel.train_kernel(x, state, state, weights)[0], None
         return self.kernel(x, state, weights), None
+
+    def _per_direction(self, x):
+        state = ops.zeros((1, x.shape[1], self.hidden), x.dtype)
+        outputs = []
+        for d in range(self.directions):
+            weights = ops.concat([self.w_ih_list[d].view(-1), self.w_hh_list[d].view(-1),
+                                  self.b_ih_list[d] + self.b_hh_list[d]]).view(-1, 1, 1)
+            sequence = x if d == 0 else ops.reverse(x, [0])
+            out = self.direction_kernel(sequence, state, state, weights)[0]
+            outputs.append(out if d == 0 else ops.reverse(out, [0]))
+        return ops.concat(outputs, axis=-1)
 
 
 RNNS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
@@ -141,6 +160,25 @@ class PointwiseConv(nn.Cell):
         if self.bias is not None:
             y = y + expand_as(self.bias, y)
         return y.reshape(x.shape[:-1] + (out_channels,))
+
+
+def upper_ones(size, diagonal):
+    """[size, size] float32 ones on and above (or only above) the diagonal: a graph constant."""
+    return ms.Tensor(np.triu(np.ones((size, size), np.float32), 0 if diagonal else 1))
+
+
+def cumsum_by_products(v):
+    """Cumulative sum along axis 1 of v [B, T] in matrix products only (MindSpore's ONNX exporter has
+    no CumSum): within blocks of about sqrt(T) steps, plus the totals of the blocks before.
+    [B, T] -> [B, T]."""
+    batch, steps = v.shape
+    block = math.isqrt(steps - 1) + 1
+    blocks = (steps + block - 1) // block
+    padded = pad_axis(v, 1, 0, blocks * block - steps).reshape(batch, blocks, block)
+    within = ops.matmul(padded, upper_ones(block, True))                    # [B, blocks, block]
+    totals = within[:, :, block - 1:].reshape(batch, blocks)  # not [..., -1]: exported as an empty slice
+    before = ops.matmul(totals, upper_ones(blocks, False))                   # [B, blocks]
+    return (within + before.expand_dims(-1)).reshape(batch, -1)[:, :steps]
 
 
 def pad_axis(x, axis, left, right):

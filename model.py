@@ -24,8 +24,8 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, XavierNormal, initializer
 
-from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, expand_as, matmul_transposed, pad_axis,
-                    recurrent_layer)
+from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, cumsum_by_products, expand_as, matmul_transposed,
+                    pad_axis, recurrent_layer)
 
 EPS = 1e-8
 
@@ -52,7 +52,8 @@ class GlobalLayerNorm(_ChannelAffine):
         count = flat.shape[1]
         centred = flat - expand_as(flat.sum(axis=1, keepdims=True) / count, flat)
         var = (centred * centred).sum(axis=1, keepdims=True) / count
-        scale = ops.rsqrt(var + EPS).reshape((x.shape[0],) + (1,) * (x.ndim - 1)) * self.gain
+        # a Div of a Sqrt: MindSpore's ONNX exporter has neither Rsqrt nor Reciprocal (var is [B, 1])
+        scale = ops.div(1.0, ops.sqrt(var + EPS)).reshape((x.shape[0],) + (1,) * (x.ndim - 1)) * self.gain
         centred = centred.reshape(x.shape)
         if not self.training:  # see expand_as: training would keep the full-size scale
             scale = expand_as(scale, centred)
@@ -77,7 +78,17 @@ class CumulativeLayerNorm(_ChannelAffine):
     """cLN: causal statistics over everything up to and including each step of axis 1.
 
     x [B, L, N] (steps are frames) or [B, S, K, N] (steps are chunks) -> same shape.
+    With `cumsum_by_products` (set for ONNX export) the running sums are matrix products.
     """
+
+    def __init__(self, channels):
+        super().__init__(channels)
+        self.cumsum_by_products = False
+
+    def _running_sum(self, per_step):
+        if self.cumsum_by_products:
+            return cumsum_by_products(per_step.reshape(per_step.shape[:2])).reshape(per_step.shape)
+        return ops.cumsum(per_step, axis=1)
 
     def construct(self, x):
         axes = tuple(range(2, x.ndim))
@@ -85,8 +96,8 @@ class CumulativeLayerNorm(_ChannelAffine):
         values_per_step = x.size // (x.shape[0] * steps)
         count = (ops.arange(1, steps + 1, dtype=ms.float32) * values_per_step).reshape(
             (1, steps) + (1,) * len(axes))
-        mean = ops.cumsum(x.sum(axis=axes, keepdims=True), axis=1) / count
-        mean_sq = ops.cumsum((x ** 2).sum(axis=axes, keepdims=True), axis=1) / count
+        mean = self._running_sum(x.sum(axis=axes, keepdims=True)) / count
+        mean_sq = self._running_sum((x ** 2).sum(axis=axes, keepdims=True)) / count
         var = ops.relu(mean_sq - mean ** 2)
         return (x - mean) / ops.sqrt(var + EPS) * self.gain + self.bias
 
@@ -294,6 +305,15 @@ class DPRNN(nn.Cell):
         masked = masks * frames                                         # [B, C, L, N]
         sources = self.decoder(masked.reshape(batch * self.num_spks, -1, masked.shape[-1]))  # [B*C, T + pad]
         return sources.reshape(batch, self.num_spks, -1)[:, :, :length]
+
+    def set_onnx_export(self, exporting):
+        """Whether the network runs in the form MindSpore's ONNX exporter takes (the same function):
+        each LSTM direction as its own kernel call, cLN's running sums as matrix products."""
+        for _, cell in self.cells_and_names():
+            if isinstance(cell, FusedLSTM):
+                cell.one_direction_per_call = exporting
+            if isinstance(cell, CumulativeLayerNorm):
+                cell.cumsum_by_products = exporting
 
     def set_recompute(self, recompute):
         """Whether training recomputes the dual-path RNNs in the backward pass instead of keeping

@@ -157,11 +157,21 @@ SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
 
 def export_network(net, file_name, file_format, length, target):
-    """Write net with input [1, length] to file_name + the format's suffix; returns that path."""
+    """Write net with input [1, length] to file_name + the format's suffix; returns that path.
+
+    ONNX: the network runs in the form MindSpore's ONNX exporter takes (DPRNN.set_onnx_export, the
+    same function); GRU and RNN cells it cannot export at all."""
     if file_format == "AIR" and target != "Ascend":
         raise UserError(f"AIR export needs an Ascend device (this run is on {target}): use "
                         f"--file_format MINDIR, which the Ascend 310 app also loads")
+    if file_format == "ONNX":
+        rnn = next((type(cell).__name__ for _, cell in net.cells_and_names()
+                    if isinstance(cell, (nn.GRU, nn.RNN))), None)
+        if rnn:
+            raise UserError(f"MindSpore {ms.__version__} cannot export {rnn} layers to ONNX (its exporter lacks "
+                            f"make_list): export a model with rnn_type LSTM, or --file_format MINDIR")
     net.set_train(False)
+    net.set_onnx_export(file_format == "ONNX")
     example = ms.Tensor(np.zeros((1, length), np.float32))
     path = Path(file_name + SUFFIX[file_format])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,4 +185,6 @@ def export_network(net, file_name, file_format, length, target):
         first_line = next((line for line in str(err).splitlines() if line.strip()), "unknown error")
         raise UserError(f"MindSpore {ms.__version__} cannot export this network to ONNX "
                         f"({first_line.strip()}): export MINDIR instead") from None
+    finally:
+        net.set_onnx_export(False)
     return path

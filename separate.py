@@ -2,6 +2,7 @@
 
     python separate.py --ckpt_path outputs/demo/best.ckpt INPUT... --out_dir separated [--plot]
     python separate.py --mindir dprnn.mindir INPUT... --out_dir separated
+    python separate.py --onnx dprnn.onnx INPUT... --out_dir separated     # onnxruntime
 
 INPUT: audio files or folders of them (wav, flac, ogg: anything soundfile reads). Writes
 OUT_DIR/<folders>/<name>_s1.wav ... <name>_sC.wav, mirroring the inputs' folders below their common
@@ -28,8 +29,8 @@ from device import setup_device
 from errors import UserError, run_main
 from fileio import atomic_path, check_output_dir
 from network_define import checkpoint_settings, network_from_checkpoint
-from separation import (MindIRSeparator, Separator, WindowedSeparation, find_inputs, output_paths, output_stems,
-                        separate_file)
+from separation import (FixedLengthSeparator, Separator, WindowedSeparation, find_inputs, load_mindir, load_onnx,
+                        output_paths, output_stems, separate_file)
 
 
 def plot_spectrograms(mixture_path, estimate_paths, png_path, max_seconds=30):
@@ -56,8 +57,11 @@ def plot_spectrograms(mixture_path, estimate_paths, png_path, max_seconds=30):
 
 def make_separator(cfg):
     """(separate function, window seconds, cfg with a checkpoint's own model settings)."""
+    if cfg.onnx:
+        model, length = load_onnx(cfg.onnx)
+        return FixedLengthSeparator(model, length), length / cfg.sample_rate, cfg
     if cfg.mindir:
-        return MindIRSeparator(cfg.mindir, cfg.samples("export_length")), cfg.export_length, cfg
+        return FixedLengthSeparator(load_mindir(cfg.mindir), cfg.samples("export_length")), cfg.export_length, cfg
     net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
     cfg = cfg.updated(**settings)
     return Separator(net), cfg.window, cfg
@@ -68,11 +72,12 @@ def main(argv=None):
     parser.add_argument("inputs", nargs="+", help="audio files or folders")
     parser.add_argument("--out_dir", default="separated")
     parser.add_argument("--mindir", default="", help="an exported MindIR instead of --ckpt_path")
+    parser.add_argument("--onnx", default="", help="an exported ONNX model instead of --ckpt_path (onnxruntime)")
     parser.add_argument("--plot", action="store_true", help="also write <name>_spectrograms.png")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     cfg = load_config(argv, parser, verbose=False)
-    if not cfg.mindir and not cfg.ckpt_path:
-        raise UserError("pass --ckpt_path CHECKPOINT or --mindir MODEL")
+    if not (cfg.mindir or cfg.onnx or cfg.ckpt_path):
+        raise UserError("pass --ckpt_path CHECKPOINT, --mindir MODEL or --onnx MODEL")
     setup_device(**cfg.group("device"))
     files = find_inputs(cfg.inputs)
     check_output_dir(cfg.out_dir, "--out_dir")

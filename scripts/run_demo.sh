@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole project on built-in demo data, on this machine's CPU, in one command:
-#   demo LibriMix set -> preprocess.py -> train.py -> evaluate.py -> export.py
-#   -> the Ascend 310 path on its CPU backend -> separate.py on one test mixture (with --plot)
+#   demo LibriMix set -> preprocess.py -> train.py -> evaluate.py -> export.py (MindIR and ONNX)
+#   -> the Ascend 310 path on its CPU backend -> the ONNX model in onnxruntime
+#   -> separate.py on one test mixture (with --plot)
 #
-#   bash scripts/run_demo.sh            # about 6-7 minutes on 2 cores; outputs in outputs/demo/
+#   bash scripts/run_demo.sh            # about 6 minutes on 2 cores; outputs in outputs/demo/
 #   bash scripts/run_demo.sh --quick    # a minute or two on a tiny set (CI); outputs in outputs/demo_quick/
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,25 +24,30 @@ mkdir -p "$OUT"
 started=$(date +%s)
 step() { echo; echo "=== $1 ($(( $(date +%s) - started )) s so far)"; }
 
-step "1/7 demo LibriMix set"
+step "1/8 demo LibriMix set"
 [ -d "$OUT/librimix/Libri2Mix" ] || "$PYTHON" scripts/make_demo_data.py --out_dir "$OUT/librimix" "${MAKE_DATA[@]}"
-step "2/7 preprocess to MindRecord"
+step "2/8 preprocess to MindRecord"
 "$PYTHON" preprocess.py --config_path "$CONFIG" --in_dir "$OUT/librimix/Libri2Mix/wav8k/min" --out_dir "$OUT/data" | tail -n 4
-step "3/7 train"
+step "3/8 train"
 "$PYTHON" train.py --config_path "$CONFIG" --data_dir "$OUT/data" --output_dir "$OUT/train" "${TRAIN[@]}" \
     | grep -E "^(epoch [0-9]+/|training on|early stop)" || true
 [ -f "$OUT/train/best.ckpt" ] || { echo "error: training wrote no $OUT/train/best.ckpt" >&2; exit 1; }
-step "4/7 evaluate (SI-SNRi, SDRi)"
+step "4/8 evaluate (SI-SNRi, SDRi)"
 "$PYTHON" evaluate.py --ckpt_path "$OUT/train/best.ckpt" \
     --data_dir "$OUT/data" --results_dir "$OUT/results" --cal_sdr | grep -E "^Average"
-step "5/7 export MindIR"
-"$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" \
-    --file_name "$OUT/dprnn" | tail -n 1
+step "5/8 export MindIR and ONNX"
+for format in MINDIR ONNX; do
+    "$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" --file_format "$format" \
+        --file_name "$OUT/dprnn" | tail -n 1
+done
 cp "$OUT/train/config.yaml" "$OUT/config.yaml"
-step "6/7 the 310 path on its CPU backend"
+step "6/8 the 310 path on its CPU backend"
 INFER_DIR="$OUT/infer_310" PYTHON="$PYTHON" bash scripts/run_infer_310.sh "$OUT/dprnn.mindir" "$OUT/data" y cpu \
     | grep -E "^(Average|inference)"
-step "7/7 separate one test mixture"
+step "7/8 the ONNX model in onnxruntime (4-s pieces, as the 310 path)"
+"$PYTHON" evaluate.py --onnx "$OUT/dprnn.onnx" --data_dir "$OUT/data" --results_dir "$OUT/onnx_results" \
+    --cal_sdr | grep -E "^Average"
+step "8/8 separate one test mixture"
 mixture=$(ls "$OUT"/librimix/Libri2Mix/wav8k/min/test/mix_clean/*.wav | head -n 1)
 "$PYTHON" separate.py --ckpt_path "$OUT/train/best.ckpt" \
     "$mixture" --out_dir "$OUT/separated" --plot --overwrite | tail -n 1
@@ -52,6 +58,7 @@ from pathlib import Path
 out, seconds = Path(sys.argv[1]), int(sys.argv[2])
 ev = json.loads((out / "results" / "summary.json").read_text())
 p310 = json.loads((out / "infer_310" / "results" / "summary.json").read_text())
+onnx = json.loads((out / "onnx_results" / "summary.json").read_text())
 log = (out / "train" / "train_log.csv").read_text().splitlines()
 last = dict(zip(log[0].split(","), log[-1].split(",")))
 print(f"""
@@ -60,7 +67,8 @@ training      {len(log) - 1} epochs, last train SI-SNR {float(last['train_si_snr
               {out}/train/ (best.ckpt, train_log.csv, train_curves.png)
 evaluation    SI-SNRi {ev['si_snri']:.2f} dB, SDRi {ev['sdri']:.2f} dB on {ev['utterances']} test mixtures
               {out}/results/per_utterance.csv
-export        {out}/dprnn.mindir
+export        {out}/dprnn.mindir, {out}/dprnn.onnx
 310 path/CPU  SI-SNRi {p310['si_snri']:.2f} dB, SDRi {p310['sdri']:.2f} dB (4-s pieces)  {out}/infer_310/
+ONNX          SI-SNRi {onnx['si_snri']:.2f} dB, SDRi {onnx['sdri']:.2f} dB (4-s pieces, onnxruntime)  {out}/onnx_results/
 separation    {out}/separated/ (the two talkers' wavs and the spectrograms PNG)""")
 PY

@@ -33,4 +33,4 @@ def test_every_entry_script_is_a_thin_main():
         assert "main" in [f.name for f in functions], name
         assert not [f.name for f in functions if isinstance(f, ast.ClassDef)], name
         lines = sum(f.end_lineno - f.lineno + 1 for f in functions)
-        assert lines <= 100, (name, lines)
+        assert lines <= 120, (name, lines)

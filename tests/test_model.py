@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mindspore import nn
 
-from layers import FusedLSTM, PReLU
+from layers import FusedLSTM, PReLU, cumsum_by_products
 from model import (DPRNN, ChannelLayerNorm, CumulativeLayerNorm, Decoder, Encoder, GlobalLayerNorm, PathRNN,
                    count_parameters, overlap_add, split_chunks)
 from network_define import load_weights
@@ -342,3 +342,10 @@ def test_fused_lstm_equals_nn_lstm_forward_and_backward(graph, recompute):
     for got, expected in zip(*results):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
     assert np.abs(results[0][1]).max() > 0
+
+
+@pytest.mark.parametrize("steps", [1, 2, 9, 10, 250, 1001])
+def test_cumsum_by_products_is_a_cumulative_sum(steps):
+    v = np.random.default_rng(steps).standard_normal((3, steps)).astype(np.float32)
+    np.testing.assert_allclose(cumsum_by_products(tensor(v)).asnumpy(), np.cumsum(v.astype(np.float64), axis=1),
+                               rtol=1e-5, atol=1e-4)

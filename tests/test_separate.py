@@ -173,3 +173,27 @@ def test_command_line_separates_good_files_and_reports_bad_ones(prepared, librim
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert "separated 3 of 4 files" in run_separate(*argv, "--overwrite").stdout
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_onnx_model_separates_a_recording_as_its_checkpoint_does(librimix, tmp_path):
+    """separate.py --onnx (onnxruntime) writes the files the checkpoint writes with windows of the
+    ONNX model's length, to the 16-bit output's last bit, up to the last window (which the fixed-length
+    model sees zero-padded, and the checkpoint at its own length)."""
+    ckpt = tmp_path / "tiny.ckpt"
+    ms.set_seed(6)
+    ms.save_checkpoint(build_network(load_config(TINY, verbose=False).group("model")), str(ckpt))
+    assert subprocess.run([sys.executable, str(ROOT / "export.py"), "--ckpt_path", str(ckpt), *TINY, "--file_format",
+                           "ONNX", "--export_length", "1.5", "--file_name", str(tmp_path / "tiny"),
+                           "--device_target", "CPU"], capture_output=True).returncode == 0
+    mixture = sorted((librimix / "test" / "mix_clean").glob("*.wav"))[0]
+    assert sf.info(str(mixture)).duration > 3  # several windows, stitched
+    onnx = run_separate("--onnx", str(tmp_path / "tiny.onnx"), str(mixture), "--out_dir", str(tmp_path / "onnx"))
+    assert onnx.returncode == 0, onnx.stderr[-500:]
+    ckpt_run = run_separate("--ckpt_path", str(ckpt), *TINY, "--window", "1.5", str(mixture), "--out_dir",
+                            str(tmp_path / "ckpt"))
+    assert ckpt_run.returncode == 0, ckpt_run.stderr[-500:]
+    for k in (1, 2):
+        a, b = (sf.read(str(tmp_path / d / f"{mixture.stem}_s{k}.wav"), dtype="int16")[0] for d in ("onnx", "ckpt"))
+        last_window = (len(a) - 3000 - 1) // 9000 * 9000  # windows of 12000 samples, hop 9000
+        assert len(a) == len(b) == sf.info(str(mixture)).frames
+        assert np.abs(a[:last_window].astype(int) - b[:last_window]).max() <= 1
