@@ -73,7 +73,7 @@ def load_onnx(path):
     if not Path(path).is_file():
         raise UserError(f"{path}: no such ONNX file (make one with export.py --file_format ONNX)")
     options = onnxruntime.SessionOptions()
-    # without a memory pattern each run allocates as it goes: same speed, a quarter less peak memory
+    # without a memory pattern each run allocates as it goes: same speed, less peak (docs/performance.md)
     options.enable_mem_pattern = False
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
