@@ -31,8 +31,8 @@ from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import run_main
 from fileio import check_output_dir
-from metrics import (evaluation_protocol, print_summary, results_file, score_utterances, separate_utterances,
-                     summarize, write_results)
+from metrics import (evaluation_protocol, fixed_length_protocol, print_summary, results_file, score_utterances,
+                     separate_utterances, summarize, write_results)
 from network_define import checkpoint_settings, network_from_checkpoint
 from separation import FixedLengthSeparator, Separator, load_onnx
 
@@ -45,7 +45,7 @@ def main(argv=None):
     if cfg.onnx:
         model, segment_len = load_onnx(cfg.onnx)
         separate = FixedLengthSeparator(model, segment_len)
-        protocol = "zoo" if cfg.eval_protocol == "zoo" else "pieces"
+        protocol = fixed_length_protocol(cfg.eval_protocol)
     else:
         setup_device(**cfg.group("device"))
         net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)

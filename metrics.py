@@ -99,6 +99,12 @@ def evaluation_protocol(eval_protocol, segment_len, sample_rate):
     return protocol, segment_len or int(round(ZOO_SEGMENT_SECONDS * sample_rate))
 
 
+def fixed_length_protocol(eval_protocol):
+    """The protocol for a model of fixed input length (MindIR, ONNX): the zoo's segments, or else
+    pieces of that length (it cannot take whole utterances)."""
+    return "zoo" if eval_protocol == "zoo" else "pieces"
+
+
 def score(mixture, sources, estimates, mixture_id):
     """Per-utterance SI-SNR and SI-SNRi (dB) of estimates already matched to the sources."""
     if not np.isfinite(estimates).all():

@@ -21,6 +21,7 @@ from data import mindrecord_file, read_index, read_split
 from errors import run_main
 from files_310 import write_inputs
 from fileio import check_output_dir
+from metrics import fixed_length_protocol
 
 
 def main(argv=None):
@@ -31,9 +32,8 @@ def main(argv=None):
     test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
     count = len(read_index(test_file)[0])
     utterances = tqdm(read_split(test_file, cfg.num_spks), total=count, desc="preprocess_310", unit="utt")
-    protocol = "zoo" if cfg.eval_protocol == "zoo" else "pieces"
-    manifest = write_inputs(utterances, cfg.infer_dir, protocol, cfg.samples("export_length"), cfg.num_spks,
-                            cfg.sample_rate)
+    manifest = write_inputs(utterances, cfg.infer_dir, fixed_length_protocol(cfg.eval_protocol),
+                            cfg.samples("export_length"), cfg.num_spks, cfg.sample_rate)
     dropped = manifest["dropped_utterances"]
     print(f"{len(manifest['pieces'])} input bins of {cfg.export_length:g} s ({manifest['protocol']}) for "
           f"{len(manifest['utterances'])} utterances in {Path(cfg.infer_dir) / 'input'}"
