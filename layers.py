@@ -77,21 +77,23 @@ class FusedLSTM(nn.LSTM):
     def construct(self, x):
         if self.one_direction_per_call:
             return self._per_direction(x), None
-        # the kernel's flat weight layout: all input weights, all recurrent weights, all biases
-        weights = ops.concat(
-            [w.view(-1) for w in self.w_ih_list] + [w.view(-1) for w in self.w_hh_list]
-            + [b_ih + b_hh for b_ih, b_hh in zip(self.b_ih_list, self.b_hh_list)]).view(-1, 1, 1)
+        weights = self._kernel_weights(range(self.directions))
         state = ops.zeros((self.directions, x.shape[1], self.hidden), x.dtype)
         if self.training and not self.recompute:
             return self.kernel.train_kernel(x, state, state, weights)[0], None
         return self.kernel(x, state, weights), None
 
+    def _kernel_weights(self, directions):
+        # the kernel's flat weight layout: all input weights, all recurrent weights, all biases
+        return ops.concat(
+            [self.w_ih_list[d].view(-1) for d in directions] + [self.w_hh_list[d].view(-1) for d in directions]
+            + [self.b_ih_list[d] + self.b_hh_list[d] for d in directions]).view(-1, 1, 1)
+
     def _per_direction(self, x):
         state = ops.zeros((1, x.shape[1], self.hidden), x.dtype)
         outputs = []
         for d in range(self.directions):
-            weights = ops.concat([self.w_ih_list[d].view(-1), self.w_hh_list[d].view(-1),
-                                  self.b_ih_list[d] + self.b_hh_list[d]]).view(-1, 1, 1)
+            weights = self._kernel_weights([d])
             sequence = x if d == 0 else ops.reverse(x, [0])
             out = self.direction_kernel(sequence, state, state, weights)[0]
             outputs.append(out if d == 0 else ops.reverse(out, [0]))
