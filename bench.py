@@ -4,6 +4,7 @@
     python bench.py train --batch 1 --seconds 4 [--steps 3]  # s/step, samples/s, peak memory
     python bench.py infer --seconds 30 [--reps 3]            # real-time factor, peak memory
     python bench.py infer --onnx dprnn.onnx [--reps 3]       # the same for an exported ONNX model
+    python bench.py stream --causal true --norm cln [--block_ms 10 20 50]   # streaming a causal model
 
 `data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
 into a temporary folder. `train` times graph-mode training steps (forward, PIT SI-SNR loss, backward,
@@ -12,7 +13,9 @@ times the compiled network separating one random mixture (what separation.Separa
 length it has met before), the first call (compilation) apart; with --onnx, an exported ONNX model
 in onnxruntime at the length it was exported with (export.py --file_format ONNX --export_length S),
 also reporting the peak before the model was loaded (the MindSpore import). Both print the JSON
-shape of Asteroid's benchmark in the README's performance section, for side-by-side runs.
+shape of Asteroid's benchmark in the README's performance section, for side-by-side runs. `stream`
+feeds --seconds of random input to streaming.StreamingSeparator in blocks of each --block_ms and
+reports the model's algorithmic latency, the compute per block (median, 99th percentile) and the RTF.
 """
 import argparse
 import importlib.metadata
@@ -35,6 +38,7 @@ from librimix import preprocess
 from model import count_parameters
 from network_define import build_network
 from separation import load_onnx
+from streaming import StreamingSeparator, block_timings, latency_ms, time_blocks
 from train_wrapper import build_train_step
 
 
@@ -119,6 +123,23 @@ def bench_infer_onnx(path, sample_rate, reps):
             "onnxruntime": importlib.metadata.version("onnxruntime")}
 
 
+def bench_stream(cfg, seconds, blocks_ms):
+    """Compute per block and RTF of streaming the configured causal model, per block size."""
+    setup_device(**cfg.group("device"))
+    ms.set_seed(cfg.seed)
+    try:
+        separator = StreamingSeparator(build_network(cfg.group("model")))
+    except ValueError as err:
+        raise UserError(f"{err} (bench.py stream --causal true --norm cln)") from None
+    audio = np.random.default_rng(0).standard_normal(int(seconds * cfg.sample_rate)).astype(np.float32)
+    compile_s = sum(time_blocks(separator, audio[:cfg.sample_rate], cfg.sample_rate))  # compiles the step
+    return {"what": "stream", "params": count_parameters(separator.step.net), "seconds": seconds,
+            "latency_ms": round(latency_ms(cfg.kernel_size, cfg.K, cfg.sample_rate), 2),
+            "chunk_hop_ms": round(1000 * separator.chunk_hop * separator.hop / cfg.sample_rate, 2),
+            "blocks": block_timings(separator, audio, cfg.sample_rate, blocks_ms), "compile_s": round(compile_s, 2),
+            "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
+
+
 def demo_data_dir(cfg, work_dir):
     """Make and preprocess the demo LibriMix set under work_dir; returns the MindRecord folder."""
     from scripts.make_demo_data import make_librimix
@@ -130,14 +151,18 @@ def demo_data_dir(cfg, work_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["data", "train", "infer"])
+    parser.add_argument("what", choices=["data", "train", "infer", "stream"])
     parser.add_argument("--passes", type=int, default=3, help="measured passes over the data (data)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (train)")
-    parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train, infer)")
+    parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train, infer, stream)")
     parser.add_argument("--steps", type=int, default=3, help="measured steps after the first (train)")
     parser.add_argument("--reps", type=int, default=3, help="measured separations (infer)")
     parser.add_argument("--onnx", default="", help="an exported ONNX model to time in onnxruntime (infer)")
+    parser.add_argument("--block_ms", type=float, nargs="+", default=[10, 20, 50], help="block sizes (stream)")
     cfg = load_config(argv, parser, verbose=False)
+    if cfg.what == "stream":
+        print(json.dumps(bench_stream(cfg, cfg.seconds, cfg.block_ms)))
+        return
     if cfg.what == "train":
         print(json.dumps(bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)))
         return

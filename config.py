@@ -42,6 +42,8 @@ SECONDS = ("segment", "cv_maxlen", "eval_segment", "window", "export_length")
 # settings of earlier versions that no longer exist, and what to do instead
 RETIRED = {"out_channels": "the masks always have in_channels channels (they multiply the encoder "
                            "output): remove it"}
+# a config file's key naming the config file (relative to it) whose settings it changes
+EXTENDS = "extends"
 _NAME = (lambda v: v.strip() != "" and "/" not in v, "a non-empty file name")
 _PATH = (lambda v: v.strip() != "", "a non-empty path")
 # What each setting means, as a test of its value and the allowed range named in the error.
@@ -62,7 +64,7 @@ RULES = {
     "l2": _at_least(0), "clip_norm": _POSITIVE, "grad_accumulation": _at_least(1),
     "seed": _between(0, 2 ** 32 - 1), "save_checkpoint_steps": _at_least(0),
     "keep_checkpoint_max": _at_least(1), "eval_segment": _at_least(0), "results_dir": _PATH,
-    "window": _POSITIVE,
+    "window": (lambda v: v >= 0, ">= 0 (0: the whole file in one pass)"),
     "export_length": (lambda v: 0 < v <= 600, "seconds, 0 < export_length <= 600 (no longer samples)"),
     "device_id": _between(0, 4095),
 }
@@ -81,6 +83,9 @@ def _check_together(cfg):
     """Settings that are valid alone but not together; each error names the keys."""
     flat = cfg.as_flat()
     kernel, rate = flat["kernel_size"], flat["sample_rate"]
+    if flat["causal"] and flat["norm"] == "gln":
+        raise UserError("causal: true needs norm cln or ln (gln's statistics span the whole utterance): "
+                        "add --norm cln")
     if flat["dynamic_mixing"] and flat["batch_size"] < flat["num_spks"]:
         raise UserError(f"dynamic_mixing takes each speaker from another segment of the batch: "
                         f"batch_size {flat['batch_size']} must be at least num_spks {flat['num_spks']}")
@@ -89,7 +94,7 @@ def _check_together(cfg):
                         f"{flat['grad_accumulation']}: the micro-batches must be equal")
     for key in SECONDS:
         samples = cfg.samples(key)
-        if samples < kernel and not (key == "eval_segment" and samples == 0):
+        if samples < kernel and not (key in ("eval_segment", "window") and samples == 0):
             raise UserError(f"{key} {flat[key]} s is {samples} samples at {rate} Hz, shorter than "
                             f"kernel_size {kernel}: the model needs at least {kernel}")
 
@@ -142,8 +147,10 @@ def _read_yaml(path):
         raise UserError(f"cannot read config {path}: {err.strerror}") from None
     except yaml.YAMLError as err:
         raise UserError(f"{path} is not valid YAML: {err}".replace("\n", " ")) from None
-    if not isinstance(data, dict) or not all(isinstance(g, dict) for g in data.values()):
-        raise UserError(f"{path} must map group names (data, model, ...) to key: value settings")
+    if not isinstance(data, dict) or not all(isinstance(g, dict) for k, g in data.items() if k != EXTENDS) \
+            or not isinstance(data.get(EXTENDS, ""), str):
+        raise UserError(f"{path} must map group names (data, model, ...) to key: value settings "
+                        f"(and may name the file it changes as '{EXTENDS}: other.yaml')")
     return data
 
 
@@ -172,10 +179,13 @@ def _convert(key, value, default):
 
 
 def _overlay(groups, path):
-    """Apply another YAML file's settings onto the defaults and return their keys; unknown groups
-    or keys are errors."""
+    """Apply another YAML file's settings onto the defaults (after those of the file it extends,
+    if any) and return their keys; unknown groups or keys are errors."""
+    data = _read_yaml(path)
     keys = set()
-    for name, settings in _read_yaml(path).items():
+    if EXTENDS in data:
+        keys = _overlay(groups, Path(path).parent / data.pop(EXTENDS))
+    for name, settings in data.items():
         if name not in groups:
             raise UserError(f"{path}: unknown group {name!r} (groups: {', '.join(groups)})")
         for key, value in settings.items():

@@ -60,7 +60,8 @@ class FusedLSTM(nn.LSTM):
     the training kernel keeps it: a faster training step for more memory (docs/performance.md).
     With `one_direction_per_call` (set for ONNX export, whose LSTM exporter takes one direction
     only) each direction is its own kernel call, the backward one on the reversed sequence.
-    x [steps, batch, I] -> ([steps, batch, directions * H], None).
+    x [steps, batch, I] -> ([steps, batch, directions * H], None); given a state hx (h, c)
+    [directions, batch, H] (streaming), it continues from it and returns the new one instead of None.
     """
 
     def __init__(self, input_size, hidden_size, bidirectional, recompute=True):
@@ -74,10 +75,13 @@ class FusedLSTM(nn.LSTM):
         self.direction_kernel = ops.LSTM(input_size, hidden_size, 1, True, False, 0.0)
         self.direction_kernel.add_prim_attr("is_training", False)
 
-    def construct(self, x):
+    def construct(self, x, hx=None):
         if self.one_direction_per_call:
             return self._per_direction(x), None
         weights = self._kernel_weights(range(self.directions))
+        if hx is not None:
+            y, h, c, _, _ = self.kernel.infer_kernel(x, hx[0], hx[1], weights)
+            return y, (h, c)
         state = ops.zeros((self.directions, x.shape[1], self.hidden), x.dtype)
         if self.training and not self.recompute:
             return self.kernel.train_kernel(x, state, state, weights)[0], None

@@ -73,6 +73,10 @@ class ChannelLayerNorm(_ChannelAffine):
     def construct(self, x):
         return self.layer_norm(x, self.gain, self.bias)[0]
 
+    def step(self, x, totals):
+        """CumulativeLayerNorm.step's interface (streaming): no statistics carry over."""
+        return self.construct(x), totals
+
 
 class CumulativeLayerNorm(_ChannelAffine):
     """cLN: causal statistics over everything up to and including each step of axis 1.
@@ -91,14 +95,29 @@ class CumulativeLayerNorm(_ChannelAffine):
         return ops.cumsum(per_step, axis=1)
 
     def construct(self, x):
+        sums, squares, count = self._running_totals(x)
+        return self._normalise(x, sums, squares, count)
+
+    def step(self, x, totals):
+        """construct's output for the next steps x of a sequence whose earlier steps left `totals`
+        (running sum, sum of squares and count of their values, each [B, 1, ...] as x; zeros at the
+        start): streaming. -> (output, totals after x)."""
+        sums, squares, count = self._running_totals(x)
+        sums, squares, count = sums + totals[0], squares + totals[1], count + totals[2]
+        return self._normalise(x, sums, squares, count), (sums[:, -1:], squares[:, -1:], count[:, -1:])
+
+    def _running_totals(self, x):
         axes = tuple(range(2, x.ndim))
         steps = x.shape[1]
         values_per_step = x.size // (x.shape[0] * steps)
         count = (ops.arange(1, steps + 1, dtype=ms.float32) * values_per_step).reshape(
             (1, steps) + (1,) * len(axes))
-        mean = self._running_sum(x.sum(axis=axes, keepdims=True)) / count
-        mean_sq = self._running_sum((x ** 2).sum(axis=axes, keepdims=True)) / count
-        var = ops.relu(mean_sq - mean ** 2)
+        return (self._running_sum(x.sum(axis=axes, keepdims=True)),
+                self._running_sum((x ** 2).sum(axis=axes, keepdims=True)), count)
+
+    def _normalise(self, x, sums, squares, count):
+        mean = sums / count
+        var = ops.relu(squares / count - mean ** 2)
         return (x - mean) / ops.sqrt(var + EPS) * self.gain + self.bias
 
 
@@ -201,21 +220,41 @@ class PathRNN(nn.Cell):
         self.norm = NORMS[norm](channels)
 
     def construct(self, x):
+        out, _ = self.rnn(self._sequences(x))
+        return x + self.norm(self._projected(out, x.shape))
+
+    def step(self, x, rnn_state, norm_totals):
+        """construct for the next chunks x [B, s, K, D] of a sequence, continuing the RNN's state
+        (None: from zeros) and the norm's running totals (streaming; norm cln or ln).
+        -> (output, RNN state, norm totals) after x."""
+        out, rnn_state = self.rnn(self._sequences(x), rnn_state)
+        out, norm_totals = self.norm.step(self._projected(out, x.shape), norm_totals)
+        return x + out, rnn_state, norm_totals
+
+    def _sequences(self, x):
+        """[B, S, K, D] -> time-major sequences [steps, batch * outer, D]."""
         seq = x.transpose(self.to_sequences)
         steps, batch, outer, channels = seq.shape
-        out, _ = self.rnn(seq.reshape(steps, batch * outer, channels))
-        out = self.proj(self.dropout(out)).reshape(steps, batch, outer, channels)
-        return x + self.norm(out.transpose(self.from_sequences))
+        return seq.reshape(steps, batch * outer, channels)
+
+    def _projected(self, out, shape):
+        """RNN output [steps, batch * outer, H'] -> D channels, back in x's layout [B, S, K, D]."""
+        sequence_shape = tuple(shape[i] for i in self.to_sequences)
+        out = self.proj(self.dropout(out)).reshape(sequence_shape)
+        return out.transpose(self.from_sequences)
 
 
 class DualPathBlock(nn.Cell):
-    """Intra-chunk then inter-chunk PathRNN.  x [B, S, K, D] -> [B, S, K, D]."""
+    """Intra-chunk then inter-chunk PathRNN.  x [B, S, K, D] -> [B, S, K, D].
 
-    def __init__(self, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm):
+    causal: the inter-chunk RNN runs forward only, so a chunk depends on no later chunk."""
+
+    def __init__(self, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm, causal):
         super().__init__()
-        args = (channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm)
-        self.intra = PathRNN("intra", *args)
-        self.inter = PathRNN("inter", *args)
+        self.intra = PathRNN("intra", channels, hidden_channels, rnn_type, norm, bidirectional, dropout,
+                             fused_lstm)
+        self.inter = PathRNN("inter", channels, hidden_channels, rnn_type, norm, bidirectional and not causal,
+                             dropout, fused_lstm)
 
     def construct(self, x):
         return self.inter(self.intra(x))
@@ -229,14 +268,14 @@ class MaskEstimator(nn.Cell):
     """
 
     def __init__(self, in_channels, hidden_channels, bn_channels, rnn_type, norm, dropout,
-                 bidirectional, num_layers, K, num_spks, fused_lstm):
+                 bidirectional, num_layers, K, num_spks, fused_lstm, causal):
         super().__init__()
         self.chunk_size = K
         self.num_spks = num_spks
         self.norm = NORMS[norm](in_channels)
         self.bottleneck = PointwiseConv(in_channels, bn_channels, False, "HeUniform")
         self.blocks = nn.SequentialCell([
-            DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm)
+            DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm, causal)
             for _ in range(num_layers)])
         self.prelu = PReLU()
         self.to_speakers = PointwiseConv(bn_channels, bn_channels * num_spks, True, "HeUniform")
@@ -245,11 +284,15 @@ class MaskEstimator(nn.Cell):
         self.to_masks = PointwiseConv(bn_channels, in_channels, False, "HeUniform")
 
     def construct(self, frames):
-        batch, length, _ = frames.shape
+        length = frames.shape[1]
         x = self.bottleneck(self.norm(frames))                      # [B, L, D]
         x = self.blocks(split_chunks(x, self.chunk_size))           # [B, S, K, D]
         x = self.to_speakers(self.prelu(x))                         # [B, S, K, C*D]
-        x = overlap_add(x, length)                                  # [B, L, C*D]
+        return self.masks(overlap_add(x, length))
+
+    def masks(self, x):
+        """Overlap-added speaker features [B, L, C*D] -> masks [B, C, L, N]."""
+        batch, length, _ = x.shape
         x = x.reshape(batch, length, self.num_spks, -1)             # [B, L, C, D]
         x = ops.tanh(self.output(x)) * ops.sigmoid(self.output_gate(x))
         masks = ops.relu(self.to_masks(x))                          # [B, L, C, N]
@@ -260,20 +303,23 @@ class DPRNN(nn.Cell):
     """Mixture [B, T] -> separated sources [B, C, T], for any T >= kernel_size.
 
     The encoder has stride kernel_size / 2 (kernel_size even); the input is zero-padded at the end
-    to a whole number of strides and the decoder's output cut back to T. fused_lstm runs the LSTMs
-    as layers.FusedLSTM, on MindSpore's CPU kernels (network_define.build_network sets it on CPU).
+    to a whole number of strides and the decoder's output cut back to T. causal (with norm cln or ln)
+    makes every output sample depend on no input more than streaming.latency_samples ahead of it.
+    fused_lstm runs the LSTMs as layers.FusedLSTM, on MindSpore's CPU kernels
+    (network_define.build_network sets it on CPU).
     """
 
     def __init__(self, in_channels=64, hidden_channels=128, bn_channels=128, kernel_size=2,
                  rnn_type="LSTM", norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250,
-                 num_spks=2, init="asteroid", fused_lstm=False):
+                 num_spks=2, init="asteroid", causal=False, fused_lstm=False):
         super().__init__()
-        check_model_args(kernel_size, rnn_type, norm, K, num_spks, init)
+        check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal)
         self.kernel_size = kernel_size
         self.num_spks = num_spks
         self.encoder = Encoder(in_channels, kernel_size)
         self.mask_estimator = MaskEstimator(in_channels, hidden_channels, bn_channels, rnn_type, norm,
-                                            dropout, bidirectional, num_layers, K, num_spks, fused_lstm)
+                                            dropout, bidirectional, num_layers, K, num_spks, fused_lstm,
+                                            causal)
         self.decoder = Decoder(in_channels, kernel_size)
         if init == "asteroid":
             self.init_like_asteroid()
@@ -330,8 +376,10 @@ class DPRNN(nn.Cell):
 INITS = ("asteroid", "zoo")
 
 
-def check_model_args(kernel_size, rnn_type, norm, K, num_spks, init):
+def check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal):
     """Raise ValueError naming the setting when the model cannot be built as asked."""
+    if causal and norm == "gln":
+        raise ValueError("causal: true needs norm cln or ln: gln's statistics span the whole utterance")
     if init not in INITS:
         raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
     if norm not in NORMS:

@@ -3,6 +3,7 @@
     python separate.py --ckpt_path outputs/demo/best.ckpt INPUT... --out_dir separated [--plot]
     python separate.py --mindir dprnn.mindir INPUT... --out_dir separated
     python separate.py --onnx dprnn.onnx INPUT... --out_dir separated     # onnxruntime
+    python separate.py --ckpt_path causal.ckpt --streaming [--block_ms 20] INPUT...  # a causal model
 
 INPUT: audio files or folders of them (wav, flac, ogg: anything soundfile reads). Writes
 OUT_DIR/<folders>/<name>_s1.wav ... <name>_sC.wav, mirroring the inputs' folders below their common
@@ -13,7 +14,10 @@ scale is scaled down as a whole, and a note says so.
 
 Long recordings go through in overlapping windows of `--window` seconds, read and written
 incrementally, so memory does not grow with the file's length; each window's talkers are matched
-to the previous window's on their overlap, and the overlap is cross-faded.
+to the previous window's on their overlap, and the overlap is cross-faded; `--window 0` separates
+each file in one pass. `--streaming` feeds a causal model's checkpoint (causal: true) the file in
+blocks of `--block_ms` and writes what it outputs as it comes (streaming.StreamingSeparator): the
+same output as `--window 0`, with the model's latency (README, "Real-time separation").
 """
 import argparse
 from pathlib import Path
@@ -31,6 +35,7 @@ from fileio import atomic_path, check_output_dir
 from network_define import checkpoint_settings, network_from_checkpoint
 from separation import (FixedLengthSeparator, Separator, WindowedSeparation, find_inputs, load_mindir, load_onnx,
                         output_paths, output_stems, separate_file)
+from streaming import StreamingSeparation, StreamingSeparator
 
 
 def plot_spectrograms(mixture_path, estimate_paths, png_path, max_seconds=30):
@@ -55,16 +60,26 @@ def plot_spectrograms(mixture_path, estimate_paths, png_path, max_seconds=30):
     plt.close(fig)
 
 
-def make_separator(cfg):
-    """(separate function, window seconds, cfg with a checkpoint's own model settings)."""
+def make_separation(cfg):
+    """(how each file is separated, cfg with a checkpoint's own model settings)."""
+    if (cfg.onnx or cfg.mindir) and (cfg.streaming or cfg.window == 0):
+        raise UserError("--streaming and --window 0 need --ckpt_path: an exported model separates "
+                        "windows of the fixed length it was exported with")
     if cfg.onnx:
         model, length = load_onnx(cfg.onnx)
-        return FixedLengthSeparator(model, length), length / cfg.sample_rate, cfg
+        return WindowedSeparation(FixedLengthSeparator(model, length), cfg.sample_rate, length / cfg.sample_rate), cfg
     if cfg.mindir:
-        return FixedLengthSeparator(load_mindir(cfg.mindir), cfg.samples("export_length")), cfg.export_length, cfg
+        separator = FixedLengthSeparator(load_mindir(cfg.mindir), cfg.samples("export_length"))
+        return WindowedSeparation(separator, cfg.sample_rate, cfg.export_length), cfg
     net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
     cfg = cfg.updated(**settings)
-    return Separator(net), cfg.window, cfg
+    if cfg.streaming:
+        try:
+            separator = StreamingSeparator(net)
+        except ValueError as err:
+            raise UserError(f"{cfg.ckpt_path}: {err}") from None
+        return StreamingSeparation(separator, cfg.sample_rate, cfg.block_ms), cfg
+    return WindowedSeparation(Separator(net), cfg.sample_rate, cfg.window), cfg
 
 
 def main(argv=None):
@@ -75,25 +90,29 @@ def main(argv=None):
     parser.add_argument("--onnx", default="", help="an exported ONNX model instead of --ckpt_path (onnxruntime)")
     parser.add_argument("--plot", action="store_true", help="also write <name>_spectrograms.png")
     parser.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
+    parser.add_argument("--streaming", action="store_true",
+                        help="feed a causal checkpoint the input block by block (streaming.StreamingSeparator)")
+    parser.add_argument("--block_ms", type=float, default=20.0, help="milliseconds per block with --streaming")
     cfg = load_config(argv, parser, verbose=False)
     if not (cfg.mindir or cfg.onnx or cfg.ckpt_path):
         raise UserError("pass --ckpt_path CHECKPOINT, --mindir MODEL or --onnx MODEL")
     setup_device(**cfg.group("device"))
     files = find_inputs(cfg.inputs)
     check_output_dir(cfg.out_dir, "--out_dir")
-    separate, window, cfg = make_separator(cfg)
+    if cfg.block_ms <= 0:
+        raise UserError(f"--block_ms must be > 0, got {cfg.block_ms}")
+    separation, cfg = make_separation(cfg)
     stems = output_stems(files, cfg.out_dir)
     if not cfg.overwrite:
         existing = [p for stem in stems for p in output_paths(stem, cfg.num_spks) if p.exists()]
         if existing:
             raise UserError(f"{existing[0]} exists ({len(existing)} of the outputs do): pass --overwrite "
                             f"to replace them, or choose another --out_dir")
-    windowed = WindowedSeparation(separate, cfg.sample_rate, window)
     failed = []
     for path, stem in tqdm(list(zip(files, stems)), desc="files", unit="file"):
         try:
-            outputs, scales = separate_file(path, stem, windowed, cfg.num_spks,
-                                            lambda it: tqdm(it, desc=path.name, unit="window", leave=False))
+            outputs, scales = separate_file(path, stem, separation, cfg.num_spks,
+                                            lambda it: tqdm(it, desc=path.name, unit="block", leave=False))
             for output, scale in zip(outputs, scales):
                 if scale < 1:
                     tqdm.write(f"note: {output} scaled by {20 * np.log10(scale):.1f} dB to stay below "

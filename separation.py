@@ -154,7 +154,8 @@ def best_order(previous_tail, overlap):
 
 
 class WindowedSeparation:
-    """Separates one file window by window, writing each talker's output as it goes."""
+    """Separates one file window by window, writing each talker's output as it goes; window_seconds
+    0 separates it in one pass."""
 
     def __init__(self, separate, model_rate, window_seconds):
         self.separate = separate
@@ -177,10 +178,11 @@ class WindowedSeparation:
 
     def run(self, source, writers, progress):
         """source: an open sf.SoundFile; writers: one open sf.SoundFile per talker.
-        Returns each talker's peak absolute sample."""
+        Returns (each talker's peak absolute sample, the gain still to apply to it: 1, each
+        window's gains are applied already)."""
         rate, frames = source.samplerate, source.frames
-        window = max(int(self.window_seconds * rate), 16)
-        overlap = window // 4
+        window = max(int(self.window_seconds * rate), 16) if self.window_seconds else frames
+        overlap = window // 4 if self.window_seconds else 0
         hop = window - overlap
         starts = list(range(0, max(frames - overlap, 1), hop))
         fade_in = np.linspace(0, 1, overlap, dtype=np.float32)
@@ -203,7 +205,7 @@ class WindowedSeparation:
                 writer.write(estimate[:keep])
             peaks = np.maximum(peaks, np.abs(estimates[:, :keep]).max(axis=1))
             tail = None if last else estimates[:, keep:]
-        return peaks
+        return peaks, np.ones(len(writers), np.float32)
 
 
 def output_subtype(info):
@@ -220,6 +222,8 @@ def _copy_scaled(source_path, target_path, scale, info, block=1 << 16):
 
 def separate_file(path, stem, windowed, num_spks, window_bar):
     """Write <stem>_s1.wav ...; returns their paths and the gains applied to keep them under full scale.
+
+    windowed: a WindowedSeparation or a streaming.StreamingSeparation.
 
     The talkers are written as float while separating (their peaks are known only at the end), then
     converted to the output format, scaled down where a sample would exceed full scale: an output
@@ -242,12 +246,13 @@ def separate_file(path, stem, windowed, num_spks, window_bar):
                                                               channels=1, format="WAV", subtype="FLOAT"))
                            for p in floats]
                 with sf.SoundFile(str(path)) as source:
-                    peaks = windowed.run(source, writers, window_bar)
+                    peaks, gains = windowed.run(source, writers, window_bar)
+            peaks = peaks * np.abs(gains)
             scales = [min(1.0, FULL_SCALE / peak) if peak > 0 else 1.0 for peak in peaks]
             with ExitStack() as replacing:
                 targets = [replacing.enter_context(atomic_path(p)) for p in finals]
-                for float_path, target, scale in zip(floats, targets, scales):
-                    _copy_scaled(float_path, target, scale, info)
+                for float_path, target, scale, gain in zip(floats, targets, scales, gains):
+                    _copy_scaled(float_path, target, scale * gain, info)
         finally:
             for p in floats:
                 p.unlink(missing_ok=True)

@@ -134,7 +134,7 @@ CASES = [
     ("separate.py", ["--onnx", "{base}/none.onnx", "{mixture}", "--out_dir", "{out}"], "{base}/none.onnx"),
     ("evaluate.py", ["--onnx", "{base}/tiny.ckpt", "--data_dir", "{data}", "--results_dir", "{out}"],
      "{base}/tiny.ckpt: not a loadable ONNX model"),
-    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{out}", "--window", "0"],
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{out}", "--window", "-1"],
      "window"),
     ("preprocess_310.py", ["--data_dir", "{data}", "--infer_dir", "{base}/a_file/infer"], "--infer_dir"),
     ("preprocess_310.py", ["--data_dir", "{base}/nowhere", "--infer_dir", "{out}"], "{base}/nowhere"),

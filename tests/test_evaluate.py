@@ -165,14 +165,15 @@ def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
     np.testing.assert_allclose(exported, Separator(net)(mixture[0])[None], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("config", ["default", "demo", "tiny", "cln", "ln"])
+@pytest.mark.parametrize("config", ["default", "demo", "tiny", "cln", "ln", "causal"])
 def test_onnx_export_runs_in_onnxruntime_as_in_mindspore(checkpoint, tmp_path, config):
     """The exported ONNX model, run by onnxruntime, gives MindSpore's output (default, demo and the
     tests' tiny model); evaluate.py --onnx scores it in pieces of its length as evaluate.py scores the
     checkpoint in pieces of that length; an earlier checkpoint's weights export as they are."""
     cfg, ckpt = checkpoint
     argv = {"default": [], "demo": ["--config_path", str(ROOT / "scripts" / "demo_config.yaml")], "tiny": TINY,
-            "cln": TINY + ["--norm", "cln"], "ln": TINY + ["--norm", "ln", "--bidirectional", "false"]}[config]
+            "cln": TINY + ["--norm", "cln"], "ln": TINY + ["--norm", "ln", "--bidirectional", "false"],
+            "causal": ["--config_path", str(ROOT / "scripts" / "demo_causal_config.yaml")]}[config]
     model_cfg = load_config(argv, verbose=False)
     ms.set_seed(4)
     net = build_network(model_cfg.group("model"))
