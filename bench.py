@@ -2,7 +2,7 @@
 
     python bench.py data [--data_dir data] [--passes 3]   # training segments/s read from MindRecord
     python bench.py train --batch 1 --seconds 4 [--steps 3]  # s/step, samples/s, peak memory
-    python bench.py infer --seconds 30 [--reps 3]            # real-time factor, peak memory
+    python bench.py infer --seconds 30 [--reps 3] [--unrolled]   # real-time factor, peak memory
     python bench.py infer --onnx dprnn.onnx [--reps 3]       # the same for an exported ONNX model
     python bench.py stream --causal true --norm cln [--block_ms 10 20 50]   # streaming a causal model
 
@@ -37,7 +37,7 @@ from errors import UserError, run_main
 from librimix import preprocess
 from model import count_parameters
 from network_define import build_network
-from separation import load_onnx
+from separation import compiled_network, load_onnx
 from streaming import StreamingSeparator, block_timings, latency_ms, time_blocks
 from train_wrapper import build_train_step
 
@@ -93,21 +93,21 @@ def bench_train(cfg, batch, seconds, steps):
             "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
 
 
-def bench_infer(cfg, seconds, reps):
+def bench_infer(cfg, seconds, reps, unrolled=False):
     """Real-time factor (seconds of processing per second of audio) separating one mixture with
-    the compiled network, as separation.Separator runs a length it has met before; the first call
-    (compilation) apart."""
+    the compiled network, as separation.Separator runs a length it has met before (unrolled: the
+    network as trained instead); the first call (compilation) apart."""
     setup_device(**cfg.group("device"))
     ms.set_seed(cfg.seed)
     net = build_network(cfg.group("model"))
     net.set_train(False)
+    compiled = net if unrolled else compiled_network(net)
     rng = np.random.default_rng(0)
     mixture = ms.Tensor(rng.standard_normal((1, int(seconds * cfg.sample_rate))).astype(np.float32))
-    first, times = timed_calls(lambda: net(mixture).asnumpy(), reps)
-    return {"what": "infer", "model": "dprnn-mindspore", "params": count_parameters(net),
-            "seconds": seconds, "rtf": statistics.median(times) / seconds, "runs": times,
-            "compile_and_first_run_s": first, "peak_rss_gb": round(peak_rss_gb(), 3),
-            "mindspore": ms.__version__}
+    first, times = timed_calls(lambda: compiled(mixture).asnumpy(), reps)
+    return {"what": "infer", "model": "dprnn-mindspore", "params": count_parameters(net), "seconds": seconds,
+            "block_loop": compiled is not net, "rtf": statistics.median(times) / seconds, "runs": times,
+            "compile_and_first_run_s": first, "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
 
 
 def bench_infer_onnx(path, sample_rate, reps):
@@ -158,6 +158,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3, help="measured steps after the first (train)")
     parser.add_argument("--reps", type=int, default=3, help="measured separations (infer)")
     parser.add_argument("--onnx", default="", help="an exported ONNX model to time in onnxruntime (infer)")
+    parser.add_argument("--unrolled", action="store_true", help="the blocks unrolled, not Separator's loop (infer)")
     parser.add_argument("--block_ms", type=float, nargs="+", default=[10, 20, 50], help="block sizes (stream)")
     cfg = load_config(argv, parser, verbose=False)
     if cfg.what == "stream":
@@ -166,11 +167,9 @@ def main(argv=None):
     if cfg.what == "train":
         print(json.dumps(bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)))
         return
-    if cfg.what == "infer" and cfg.onnx:
-        print(json.dumps(bench_infer_onnx(cfg.onnx, cfg.sample_rate, cfg.reps)))
-        return
     if cfg.what == "infer":
-        print(json.dumps(bench_infer(cfg, cfg.seconds, cfg.reps)))
+        print(json.dumps(bench_infer_onnx(cfg.onnx, cfg.sample_rate, cfg.reps) if cfg.onnx
+                         else bench_infer(cfg, cfg.seconds, cfg.reps, cfg.unrolled)))
         return
     with tempfile.TemporaryDirectory() as work_dir:
         try:

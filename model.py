@@ -284,9 +284,14 @@ class MaskEstimator(nn.Cell):
         self.to_masks = PointwiseConv(bn_channels, in_channels, False, "HeUniform")
 
     def construct(self, frames):
-        length = frames.shape[1]
-        x = self.bottleneck(self.norm(frames))                      # [B, L, D]
-        x = self.blocks(split_chunks(x, self.chunk_size))           # [B, S, K, D]
+        return self.masks_from_chunks(self.blocks(self.chunks(frames)), frames.shape[1])
+
+    def chunks(self, frames):
+        """Encoder frames [B, L, N] -> bottleneck features cut into chunks [B, S, K, D]."""
+        return split_chunks(self.bottleneck(self.norm(frames)), self.chunk_size)
+
+    def masks_from_chunks(self, x, length):
+        """The dual-path blocks' output [B, S, K, D] -> masks [B, C, L, N] for L = length frames."""
         x = self.to_speakers(self.prelu(x))                         # [B, S, K, C*D]
         return self.masks(overlap_add(x, length))
 
@@ -339,12 +344,20 @@ class DPRNN(nn.Cell):
             weight.set_data(initializer(XavierNormal(), weight.shape, ms.float32))
 
     def construct(self, mixture):
-        batch, length = mixture.shape
+        frames = self.encode(mixture)
+        return self.decode(frames, self.mask_estimator(frames), mixture.shape[1])
+
+    def encode(self, mixture):
+        """mixture [B, T] -> encoder frames [B, L, N]."""
         stride = self.encoder.hop
-        hops = (length + stride - 1) // stride  # a whole number of strides covering T
+        hops = (mixture.shape[1] + stride - 1) // stride  # a whole number of strides covering T
         mixture = pad_axis(mixture, 1, 0, stride)[:, :hops * stride]
-        frames = ops.relu(self.encoder(mixture))                        # [B, L, N]
-        masks = self.mask_estimator(frames)                             # [B, C, L, N]
+        return ops.relu(self.encoder(mixture))
+
+    def decode(self, frames, masks, length):
+        """Encoder frames [B, L, N] and masks [B, C, L, N] -> the first `length` samples of each
+        source [B, C, length]."""
+        batch = frames.shape[0]
         frames = frames.expand_dims(1)                                  # [B, 1, L, N]
         if not self.training:  # see expand_as
             frames = expand_as(frames, masks)

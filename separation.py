@@ -7,6 +7,7 @@ The one separation API of the project: evaluate.py, train.py's validation helper
 - WindowedSeparation and separate_file: a recording of any length, window by window, into one
   audio file per talker at the recording's level, never clipped (separate.py's job).
 """
+import copy
 import os
 from contextlib import ExitStack
 from itertools import permutations
@@ -16,7 +17,7 @@ import librosa
 import mindspore as ms
 import numpy as np
 import soundfile as sf
-from mindspore import nn
+from mindspore import nn, ops
 from tqdm import tqdm
 
 from device import eager_mode
@@ -27,31 +28,90 @@ READABLE = {"." + ext.lower() for ext in sf.available_formats()}
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
 
 
+class BlockLoopNetwork(nn.Cell):
+    """A DPRNN for inference, the same function in less memory on CPU: its dual-path blocks run as
+    a graph loop over one block, which is given each block's weights in turn.
+
+    MindSpore's CPU LSTM kernel keeps a scratch buffer for the gates of all its sequences, as large
+    as its output, for as long as the compiled graph lives; unrolled, the default model holds twelve
+    of them (~0.2 GB each for 4 s of audio); in the loop, two.  docs/performance.md, "Inference
+    memory".  The blocks' weights are copied when this is built: build it after loading them.
+    mixture [B, T] -> [B, C, T].
+    """
+
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)  # the network's own parameter names stay as they are
+        self.net = net
+        blocks = net.mask_estimator.blocks
+        self.num_blocks = len(blocks)
+        self.block = copy.deepcopy(blocks[0])
+        for param in self.block.get_parameters():
+            param.name = "block_loop." + param.name
+        self.loop_weights = ms.ParameterTuple(self.block.get_parameters())
+        # each weight of the block over all blocks, [num_blocks, ...]; stacking them inside the
+        # graph instead cost ~0.2 GB more at 4 s (a copy per loop pass)
+        per_block = [list(block.get_parameters()) for block in blocks]
+        self.stacked_weights = ms.ParameterTuple([
+            ms.Parameter(ops.stack([weights[k] for weights in per_block]), name=f"block_loop.stacked.{k}",
+                         requires_grad=False)
+            for k in range(len(self.loop_weights))])
+
+    def construct(self, mixture):
+        frames = self.net.encode(mixture)
+        x = self.net.mask_estimator.chunks(frames)
+        b = ms.Tensor(0, ms.int32)
+        while b < self.num_blocks:
+            for weight, stacked in zip(self.loop_weights, self.stacked_weights):
+                ops.assign(weight, stacked[b])
+            x = self.block(x)
+            b = b + 1
+        masks = self.net.mask_estimator.masks_from_chunks(x, frames.shape[1])
+        return self.net.decode(frames, masks, mixture.shape[1])
+
+
 class Separator:
     """A network that separates numpy mixtures: [T] -> [C, T], any length.
 
     A length met before (the windows of a long recording, fixed evaluation pieces, a benchmark)
-    runs as a compiled graph: compiling costs about one eager run, and each compiled run is then
-    faster on CPU. A length met for the first time runs eagerly, so utterances of all different
-    lengths never wait for a compile. (With `--mode pynative` everything runs eagerly.)
+    runs as a compiled graph (BlockLoopNetwork on CPU): compiling costs about one eager run, and
+    each compiled run is then faster on CPU. A length met for the first time runs eagerly, so
+    utterances of all different lengths never wait for a compile, unless the caller says it
+    `repeats` (the full windows of a recording): then it compiles at once, which also spares the
+    memory an eager run would hold beside the graph's. (With `--mode pynative` everything runs
+    eagerly.)
     """
 
     def __init__(self, net):
         self.net = net
         self.net.set_train(False)
+        self.compiled = compiled_network(net)
         self.seen_lengths = set()
 
-    def __call__(self, mixture):
+    def __call__(self, mixture, repeats=False):
         length = len(mixture)
         # the encoder needs one whole frame: shorter inputs are zero-padded to it
         padded = np.zeros(max(length, self.net.kernel_size), np.float32)
         padded[:length] = mixture
         batch = ms.Tensor(padded[None])
-        if len(padded) in self.seen_lengths:
-            return self.net(batch).asnumpy()[0, :, :length]
+        if repeats or len(padded) in self.seen_lengths:
+            self.seen_lengths.add(len(padded))
+            return self.compiled(batch).asnumpy()[0, :, :length]
         self.seen_lengths.add(len(padded))
         with eager_mode():
             return self.net(batch).asnumpy()[0, :, :length]
+
+
+def compiled_network(net):
+    """The network Separator compiles for inference: on CPU a BlockLoopNetwork of net, elsewhere net.
+
+    The loop saves memory only against the CPU LSTM kernel's scratch buffers; GPU and Ascend graphs
+    keep no such buffers, so there the network stays as trained.
+    """
+    if ms.get_context("device_target") != "CPU":
+        return net
+    looped = BlockLoopNetwork(net)
+    looped.set_train(False)
+    return looped
 
 
 def load_mindir(path):
@@ -86,13 +146,14 @@ def load_onnx(path):
 
 class FixedLengthSeparator:
     """An exported model of fixed input length (MindIR or ONNX, as load_mindir / load_onnx give
-    it): [T <= length] -> [C, T], zero-padding the input."""
+    it): [T <= length] -> [C, T], zero-padding the input. `repeats` (Separator's) changes nothing:
+    the graph is compiled already."""
 
     def __init__(self, model, length):
         self.model = model
         self.length = length
 
-    def __call__(self, mixture):
+    def __call__(self, mixture, repeats=False):
         padded = np.zeros((1, self.length), np.float32)
         padded[0, :len(mixture)] = mixture
         try:
@@ -162,11 +223,12 @@ class WindowedSeparation:
         self.model_rate = model_rate
         self.window_seconds = window_seconds
 
-    def _separate_chunk(self, chunk, rate):
-        """Mono chunk at `rate` -> [C, len(chunk)] at `rate`, at the chunk's level."""
+    def _separate_chunk(self, chunk, rate, repeats):
+        """Mono chunk at `rate` -> [C, len(chunk)] at `rate`, at the chunk's level; repeats: more
+        chunks of its length follow."""
         audio = chunk if rate == self.model_rate else librosa.resample(chunk, orig_sr=rate,
                                                                        target_sr=self.model_rate)
-        estimates = self.separate(audio.astype(np.float32))
+        estimates = self.separate(audio.astype(np.float32), repeats=repeats)
         if not np.isfinite(estimates).all():
             raise UserError("the model's output is not finite (NaN or inf): the checkpoint is damaged "
                             "or was trained into NaN; use another checkpoint")
@@ -194,7 +256,8 @@ class WindowedSeparation:
             if not np.isfinite(chunk).all():
                 raise UserError(f"{source.name}: holds NaN or infinite samples near "
                                 f"{start / rate:.1f} s: repair or remove the file")
-            estimates = self._separate_chunk(chunk, rate)
+            # every window but the last is a full one
+            estimates = self._separate_chunk(chunk, rate, repeats=len(starts) > 2 and start != starts[-1])
             if tail is not None:
                 estimates = estimates[list(best_order(tail, estimates[:, :len(tail[0])]))]
                 head = len(tail[0])

@@ -11,6 +11,7 @@ from layers import FusedLSTM, PReLU, cumsum_by_products
 from model import (DPRNN, ChannelLayerNorm, CumulativeLayerNorm, Decoder, Encoder, GlobalLayerNorm, PathRNN,
                    count_parameters, overlap_add, split_chunks)
 from network_define import load_weights
+from separation import BlockLoopNetwork, Separator
 
 DATA = Path(__file__).parent / "data"
 
@@ -304,6 +305,43 @@ def test_optimised_model_equals_the_plain_model_and_loads_its_checkpoints():
         np.testing.assert_allclose(net(tensor(saved["mixture"])).asnumpy(), saved["separated"],
                                    rtol=1e-4, atol=1e-4)
     ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(rnn_type="GRU", norm="cln"), dict(rnn_type="RNN", norm="ln"),
+                                      dict(norm="cln", causal=True), dict(num_spks=3, num_layers=1)])
+def test_block_loop_network_equals_the_network(graph, settings):
+    """Separator's compiled network on CPU (one block looped over every block's weights) computes
+    the network's function, reads every block's weights, and leaves the network's parameters (the
+    checkpoint's names and values) as they were."""
+    ms.set_seed(6)
+    net = DPRNN(**{**SMALL, **settings})
+    net.set_train(False)
+    # every block different, and not at its initial values
+    rng = np.random.default_rng(6)
+    for param in net.get_parameters():
+        param.set_data(tensor(param.asnumpy() + 0.2 * rng.standard_normal(param.shape)))
+    before = {p.name: p.asnumpy().copy() for p in net.get_parameters()}
+    mixture = tensor(rng.standard_normal((2, 333)))
+    looped = BlockLoopNetwork(net)
+    looped.set_train(False)
+    np.testing.assert_allclose(looped(mixture).asnumpy(), net(mixture).asnumpy(), rtol=1e-5, atol=1e-6)
+    after = {p.name: p.asnumpy() for p in net.get_parameters()}
+    assert list(after) == list(before)
+    for name, value in before.items():
+        np.testing.assert_array_equal(after[name], value, err_msg=name)
+
+
+def test_separator_runs_the_block_loop_and_gives_the_plain_models_output():
+    """A length met twice runs compiled, as BlockLoopNetwork on CPU: it still gives the output the
+    model before the CPU optimisations computed (tests/data/plain_dprnn.*)."""
+    saved = np.load(DATA / "plain_dprnn.npz")
+    net = DPRNN(**SMALL, kernel_size=4)
+    load_weights(net, DATA / "plain_dprnn.ckpt")
+    separator = Separator(net)
+    assert isinstance(separator.compiled, BlockLoopNetwork)
+    for mixture, separated in zip(saved["mixture"], saved["separated"]):
+        for _ in range(2):  # eager, then compiled
+            np.testing.assert_allclose(separator(mixture), separated, rtol=1e-4, atol=1e-4)
 
 
 class _WeightedSum(nn.Cell):
