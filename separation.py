@@ -32,9 +32,9 @@ class BlockLoopNetwork(nn.Cell):
     """A DPRNN for inference, the same function in less memory on CPU: its dual-path blocks run as
     a graph loop over one block, which is given each block's weights in turn.
 
-    MindSpore's CPU LSTM kernel keeps a scratch buffer for the gates of all its sequences, as large
-    as its output, for as long as the compiled graph lives; unrolled, the default model holds twelve
-    of them (~0.2 GB each for 4 s of audio); in the loop, two.  docs/performance.md, "Inference
+    MindSpore's CPU LSTM kernel keeps a scratch buffer for the gates of every step of all its
+    sequences for as long as the compiled graph lives; unrolled, the default model holds twelve of
+    them (~0.2 GB each for 4 s of audio); in the loop, two.  docs/performance.md, "Inference
     memory".  The blocks' weights are copied when this is built: build it after loading them.
     mixture [B, T] -> [B, C, T].
     """
@@ -48,8 +48,8 @@ class BlockLoopNetwork(nn.Cell):
         for param in self.block.get_parameters():
             param.name = "block_loop." + param.name
         self.loop_weights = ms.ParameterTuple(self.block.get_parameters())
-        # each weight of the block over all blocks, [num_blocks, ...]; stacking them inside the
-        # graph instead cost ~0.2 GB more at 4 s (a copy per loop pass)
+        # each weight of the block over all blocks, [num_blocks, ...], stacked once: stacking them
+        # in the graph at every call took 0.19 GB more at 4 s (docs/performance.md)
         per_block = [list(block.get_parameters()) for block in blocks]
         self.stacked_weights = ms.ParameterTuple([
             ms.Parameter(ops.stack([weights[k] for weights in per_block]), name=f"block_loop.stacked.{k}",
@@ -93,21 +93,22 @@ class Separator:
         padded = np.zeros(max(length, self.net.kernel_size), np.float32)
         padded[:length] = mixture
         batch = ms.Tensor(padded[None])
-        if repeats or len(padded) in self.seen_lengths:
-            self.seen_lengths.add(len(padded))
-            return self.compiled(batch).asnumpy()[0, :, :length]
+        compiled = repeats or len(padded) in self.seen_lengths
         self.seen_lengths.add(len(padded))
+        if compiled:
+            return self.compiled(batch).asnumpy()[0, :, :length]
         with eager_mode():
             return self.net(batch).asnumpy()[0, :, :length]
 
 
 def compiled_network(net):
-    """The network Separator compiles for inference: on CPU a BlockLoopNetwork of net, elsewhere net.
+    """The network Separator compiles for inference: in a CPU graph a BlockLoopNetwork of net,
+    elsewhere net.
 
-    The loop saves memory only against the CPU LSTM kernel's scratch buffers; GPU and Ascend graphs
-    keep no such buffers, so there the network stays as trained.
+    The loop saves memory only against the CPU LSTM kernel's scratch buffers in a compiled graph;
+    GPU and Ascend graphs keep no such buffers, so there the network stays as trained.
     """
-    if ms.get_context("device_target") != "CPU":
+    if ms.get_context("device_target") != "CPU" or ms.get_context("mode") == ms.PYNATIVE_MODE:
         return net
     looped = BlockLoopNetwork(net)
     looped.set_train(False)
@@ -214,6 +215,22 @@ def best_order(previous_tail, overlap):
                key=lambda perm: sum(np.dot(previous_tail[c], overlap[p]) for c, p in enumerate(perm)))
 
 
+def check_input_finite(samples, source, start):
+    """samples, read from the open sf.SoundFile source from frame start on, or a UserError."""
+    if not np.isfinite(samples).all():
+        raise UserError(f"{source.name}: holds NaN or infinite samples near "
+                        f"{start / source.samplerate:.1f} s: repair or remove the file")
+    return samples
+
+
+def check_output_finite(estimates):
+    """The network's estimates, or a UserError if any is NaN or infinite."""
+    if not np.isfinite(estimates).all():
+        raise UserError("the model's output is not finite (NaN or inf): the checkpoint is damaged "
+                        "or was trained into NaN; use another checkpoint")
+    return estimates
+
+
 class WindowedSeparation:
     """Separates one file window by window, writing each talker's output as it goes; window_seconds
     0 separates it in one pass."""
@@ -228,10 +245,7 @@ class WindowedSeparation:
         chunks of its length follow."""
         audio = chunk if rate == self.model_rate else librosa.resample(chunk, orig_sr=rate,
                                                                        target_sr=self.model_rate)
-        estimates = self.separate(audio.astype(np.float32), repeats=repeats)
-        if not np.isfinite(estimates).all():
-            raise UserError("the model's output is not finite (NaN or inf): the checkpoint is damaged "
-                            "or was trained into NaN; use another checkpoint")
+        estimates = check_output_finite(self.separate(audio.astype(np.float32), repeats=repeats))
         if rate != self.model_rate:
             estimates = librosa.resample(estimates, orig_sr=self.model_rate, target_sr=rate)
         fitted = np.zeros((len(estimates), len(chunk)), np.float32)
@@ -252,10 +266,8 @@ class WindowedSeparation:
         peaks = np.zeros(len(writers))
         for start in progress(starts):
             source.seek(start)
-            chunk = source.read(min(window, frames - start), dtype="float32", always_2d=True).mean(axis=1)
-            if not np.isfinite(chunk).all():
-                raise UserError(f"{source.name}: holds NaN or infinite samples near "
-                                f"{start / rate:.1f} s: repair or remove the file")
+            chunk = check_input_finite(source.read(min(window, frames - start), dtype="float32",
+                                                   always_2d=True).mean(axis=1), source, start)
             # every window but the last is a full one
             estimates = self._separate_chunk(chunk, rate, repeats=len(starts) > 2 and start != starts[-1])
             if tail is not None:

@@ -21,6 +21,7 @@ from mindspore import nn, ops
 
 from errors import UserError
 from model import GlobalLayerNorm
+from separation import check_input_finite, check_output_finite
 
 
 def latency_samples(kernel_size, K):
@@ -239,10 +240,7 @@ class StreamingSeparation:
 
         def write(estimates):
             nonlocal unmatched, peaks, gram, cross
-            if not np.isfinite(estimates).all():
-                raise UserError("the model's output is not finite (NaN or inf): the checkpoint is damaged "
-                                "or was trained into NaN; use another checkpoint")
-            count = estimates.shape[1]
+            count = check_output_finite(estimates).shape[1]
             mixture, unmatched = unmatched[:count], unmatched[count:]
             wide = estimates.astype(np.float64)
             gram += wide @ wide.T
@@ -253,10 +251,7 @@ class StreamingSeparation:
                 peaks = np.maximum(peaks, np.abs(estimates).max(axis=1))
 
         for start in progress(range(0, source.frames, block)):
-            data = source.read(block, dtype="float32", always_2d=True).mean(axis=1)
-            if not np.isfinite(data).all():
-                raise UserError(f"{source.name}: holds NaN or infinite samples near "
-                                f"{start / self.model_rate:.1f} s: repair or remove the file")
+            data = check_input_finite(source.read(block, dtype="float32", always_2d=True).mean(axis=1), source, start)
             unmatched = np.concatenate([unmatched, data])
             write(self.separator.push(data))
         write(self.separator.finish())

@@ -337,6 +337,11 @@ def test_separator_runs_the_block_loop_and_gives_the_plain_models_output():
     saved = np.load(DATA / "plain_dprnn.npz")
     net = DPRNN(**SMALL, kernel_size=4)
     load_weights(net, DATA / "plain_dprnn.ckpt")
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        assert Separator(net).compiled is net  # no graph, no loop: --mode pynative runs all eagerly
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
     separator = Separator(net)
     assert isinstance(separator.compiled, BlockLoopNetwork)
     for mixture, separated in zip(saved["mixture"], saved["separated"]):
