@@ -105,8 +105,7 @@ class ChunkStep(nn.Cell):
             at += 6 + rnn_size
         x = estimator.to_speakers(estimator.prelu(x)).squeeze(1)               # [1, K, C*D]
         masks = estimator.masks(chunk_tail + x[:, :self.chunk_hop])             # [1, C, P, N]
-        masked = masks * previous_frames.expand_dims(1)
-        pieces = self.net.decoder(masked.squeeze(0))                            # [C, (P + 1) H]
+        pieces = self.net.decode(previous_frames, masks, (self.chunk_hop + 1) * self.hop)[0]  # [C, (P + 1) H]
         out = ops.concat((pieces[:, :self.hop] + decoder_tail, pieces[:, self.hop:-self.hop]), axis=1)
         return (out,) + norm_totals + (features, frames, x[:, self.chunk_hop:], pieces[:, -self.hop:]) + blocks_state
 
