@@ -12,6 +12,10 @@ script taking `--data <Libri2Mix/wav8k/min> --out OUT --epochs E --seed S` that 
 sep_final/<mixture_ID>_s<k>.wav. The data is made by scripts/make_demo_data.py with a seed the
 tests do not use (17), so neither side has seen it during development. A side whose results are
 already in --work_dir is read back instead of trained again, so an interrupted comparison continues.
+
+Asteroid's DPRNNTasNet has no ReLU after its encoder; the paper, the model zoo and this project do.
+`--peer_encoder_relu` also trains the peer with it (its trainer's CONFIG with
+encoder_activation="relu"): the same architecture on both sides.
 """
 import argparse
 import csv
@@ -39,7 +43,7 @@ def run(command, log):
         done = subprocess.run(list(map(str, command)), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
                               env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
     if done.returncode:
-        sys.exit(f"error: {command[1]} failed (exit {done.returncode}); see {log}:\n"
+        sys.exit(f"error: {Path(log).stem} failed (exit {done.returncode}); see {log}:\n"
                  + "".join(open(log).readlines()[-15:]))
 
 
@@ -100,11 +104,26 @@ def train_and_test(args, work, out, seed):
         out / "evaluate.log")
 
 
-def train_asteroid(args, work, librimix, seed):
-    out = work / f"asteroid-seed{seed}"
+# runs the peer's trainer (argv[1]) with the encoder ReLU added to its model's settings
+PEER_WITH_ENCODER_RELU = """
+import importlib.util, sys
+sys.argv = sys.argv[1:]
+spec = importlib.util.spec_from_file_location("train_asteroid", sys.argv[0])
+peer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peer)
+peer.CONFIG["encoder_activation"] = "relu"
+peer.main()
+"""
+
+
+def train_asteroid(args, work, librimix, seed, encoder_relu=False):
+    name = f"asteroid{'-relu' if encoder_relu else ''}-seed{seed}"
+    out = work / name
     if not (out / "summary.json").is_file():  # a finished run is reused
-        run([args.peer_python, Path(args.peer_trainer).resolve(), "--data", librimix, "--out", out,
-             "--epochs", args.epochs, "--seed", seed], work / f"asteroid-seed{seed}.log")
+        trainer = Path(args.peer_trainer).resolve()
+        launch = [args.peer_python] + (["-c", PEER_WITH_ENCODER_RELU] if encoder_relu else []) + [trainer]
+        run(launch + ["--data", librimix, "--out", out, "--epochs", args.epochs, "--seed", seed],
+            work / f"{name}.log")
     with open(out / "log.csv", newline="") as f:
         epochs = [{"train": float(r["train_si_snr"]), "valid": float(r["valid_si_snr"]),
                    "step_s": float(r["median_step_s"]), "valid_s": float(r["valid_seconds"])}
@@ -134,6 +153,8 @@ def main():
     parser.add_argument("--n_train", type=int, default=100)
     parser.add_argument("--n_dev", type=int, default=20)
     parser.add_argument("--n_test", type=int, default=20)
+    parser.add_argument("--peer_encoder_relu", action="store_true",
+                        help="also train the peer with the encoder ReLU (this project's architecture)")
     args = parser.parse_args()
     for path in (args.peer_python, args.peer_trainer):
         if not Path(path).is_file():
@@ -145,6 +166,8 @@ def main():
     for seed in args.seeds:
         results[seed] = {"mindspore": train_mindspore(args, args.work_dir, librimix, seed),
                          "asteroid": train_asteroid(args, args.work_dir, librimix, seed)}
+        if args.peer_encoder_relu:
+            results[seed]["asteroid+relu"] = train_asteroid(args, args.work_dir, librimix, seed, True)
         report(seed, results[seed])
     (args.work_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nall figures in {args.work_dir / 'results.json'}")
