@@ -13,9 +13,11 @@ sep_final/<mixture_ID>_s<k>.wav. The data is made by scripts/make_demo_data.py w
 tests do not use (17), so neither side has seen it during development. A side whose results are
 already in --work_dir is read back instead of trained again, so an interrupted comparison continues.
 
-Asteroid's DPRNNTasNet has no ReLU after its encoder; the paper, the model zoo and this project do.
-`--peer_encoder_relu` also trains the peer with it (its trainer's CONFIG with
-encoder_activation="relu"): the same architecture on both sides.
+The peer's trainer builds its model from its CONFIG; that is set here to the demo config's model
+(encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop, blocks), so both sides
+train the same architecture whatever the demo config says. Asteroid's DPRNNTasNet has no ReLU after
+its encoder; the paper, the model zoo and this project do. `--peer_encoder_relu` also trains the
+peer with it (encoder_activation="relu"): the same architecture on both sides down to that ReLU.
 """
 import argparse
 import csv
@@ -31,7 +33,8 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from metrics import si_snr  # noqa: E402  (the project's library, not a script)
+from config import load_config  # noqa: E402  (the project's library, not a script)
+from metrics import si_snr  # noqa: E402
 
 DEMO_CONFIG = ROOT / "scripts" / "demo_config.yaml"
 
@@ -104,24 +107,36 @@ def train_and_test(args, work, out, seed):
         out / "evaluate.log")
 
 
-# runs the peer's trainer (argv[1]) with the encoder ReLU added to its model's settings
-PEER_WITH_ENCODER_RELU = """
-import importlib.util, sys
+# runs the peer's trainer (argv[1]) with its model's CONFIG updated from a JSON object (argv[2])
+PEER_WITH_SETTINGS = """
+import importlib.util, json, sys
+settings = json.loads(sys.argv.pop(2))
 sys.argv = sys.argv[1:]
 spec = importlib.util.spec_from_file_location("train_asteroid", sys.argv[0])
 peer = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(peer)
-peer.CONFIG["encoder_activation"] = "relu"
+peer.CONFIG.update(settings)
 peer.main()
 """
+
+
+def peer_settings(encoder_relu=False):
+    """The peer's DPRNNTasNet settings for the demo config's model: the same architecture."""
+    cfg = load_config(["--config_path", str(DEMO_CONFIG)], verbose=False)
+    settings = {"n_filters": cfg.in_channels, "kernel_size": cfg.kernel_size, "stride": cfg.kernel_size // 2,
+                "bn_chan": cfg.bn_channels, "hid_size": cfg.hidden_channels, "chunk_size": cfg.K,
+                "hop_size": cfg.K // 2, "n_repeats": cfg.num_layers}
+    if encoder_relu:
+        settings["encoder_activation"] = "relu"
+    return settings
 
 
 def train_asteroid(args, work, librimix, seed, encoder_relu=False):
     name = f"asteroid{'-relu' if encoder_relu else ''}-seed{seed}"
     out = work / name
     if not (out / "summary.json").is_file():  # a finished run is reused
-        trainer = Path(args.peer_trainer).resolve()
-        launch = [args.peer_python] + (["-c", PEER_WITH_ENCODER_RELU] if encoder_relu else []) + [trainer]
+        launch = [args.peer_python, "-c", PEER_WITH_SETTINGS, Path(args.peer_trainer).resolve(),
+                  json.dumps(peer_settings(encoder_relu))]
         run(launch + ["--data", librimix, "--out", out, "--epochs", args.epochs, "--seed", seed],
             work / f"{name}.log")
     with open(out / "log.csv", newline="") as f:
