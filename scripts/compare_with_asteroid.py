@@ -13,9 +13,10 @@ sep_final/<mixture_ID>_s<k>.wav. The data is made by scripts/make_demo_data.py w
 tests do not use (17), so neither side has seen it during development. A side whose results are
 already in --work_dir is read back instead of trained again, so an interrupted comparison continues.
 
-The peer's trainer builds its model from its CONFIG; that is set here to the demo config's model
-(encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop, blocks), so both sides
-train the same architecture whatever the demo config says. Asteroid's DPRNNTasNet has no ReLU after
+The peer's trainer builds its model from its CONFIG; its sizes are set here from the demo config's
+model (encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop, blocks), so both
+sides train the same sizes. The rest of the peer's CONFIG (gLN, BiLSTM, ReLU masks) is its trainer's
+own and matches the demo config only as long as that keeps those. Asteroid's DPRNNTasNet has no ReLU after
 its encoder; the paper, the model zoo and this project do. `--peer_encoder_relu` also trains the
 peer with it (encoder_activation="relu"): the same architecture on both sides down to that ReLU.
 """
