@@ -13,12 +13,13 @@ sep_final/<mixture_ID>_s<k>.wav. The data is made by scripts/make_demo_data.py w
 tests do not use (17), so neither side has seen it during development. A side whose results are
 already in --work_dir is read back instead of trained again, so an interrupted comparison continues.
 
-The peer's trainer builds its model from its CONFIG; its sizes are set here from the demo config's
-model (encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop, blocks), so both
-sides train the same sizes. The rest of the peer's CONFIG (gLN, BiLSTM, ReLU masks) is its trainer's
-own and matches the demo config only as long as that keeps those. Asteroid's DPRNNTasNet has no ReLU after
-its encoder; the paper, the model zoo and this project do. `--peer_encoder_relu` also trains the
-peer with it (encoder_activation="relu"): the same architecture on both sides down to that ReLU.
+The peer's trainer builds its model from its CONFIG; it is set here from the demo config's model
+(talkers, sample rate, encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop,
+blocks, norm, RNN type and direction, dropout), so both sides train the same architecture; a model
+Asteroid cannot build (norm cln, bidirectional: false) stops with the reason before anything runs.
+Both have ReLU masks. Asteroid's DPRNNTasNet has no ReLU after its encoder; the paper, the model
+zoo and this project do. `--peer_encoder_relu` also trains the peer with it
+(encoder_activation="relu"): the same architecture on both sides down to that ReLU.
 """
 import argparse
 import csv
@@ -35,6 +36,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from config import load_config  # noqa: E402  (the project's library, not a script)
+from errors import UserError, run_main  # noqa: E402
 from metrics import si_snr  # noqa: E402
 
 DEMO_CONFIG = ROOT / "scripts" / "demo_config.yaml"
@@ -121,23 +123,38 @@ peer.main()
 """
 
 
-def peer_settings(encoder_relu=False):
-    """The peer's DPRNNTasNet settings for the demo config's model: the same architecture."""
-    cfg = load_config(["--config_path", str(DEMO_CONFIG)], verbose=False)
-    settings = {"n_filters": cfg.in_channels, "kernel_size": cfg.kernel_size, "stride": cfg.kernel_size // 2,
-                "bn_chan": cfg.bn_channels, "hid_size": cfg.hidden_channels, "chunk_size": cfg.K,
-                "hop_size": cfg.K // 2, "n_repeats": cfg.num_layers}
-    if encoder_relu:
-        settings["encoder_activation"] = "relu"
-    return settings
+# this project's norms under Asteroid's names; Asteroid's cumulative norm (cgLN) takes 3-D input
+# only, so its DPRNN cannot use it in the blocks and `cln` has no peer
+PEER_NORMS = {"gln": "gLN", "ln": "cLN"}
 
 
-def train_asteroid(args, work, librimix, seed, encoder_relu=False):
+def peer_settings(cfg):
+    """The peer's DPRNNTasNet settings for cfg's model: the same architecture.
+
+    Asteroid's intra-chunk RNNs are always bidirectional and its `bidirectional` sets the
+    inter-chunk ones only: that is this project's bidirectional model, or with `causal` its
+    forward-only inter-chunk RNNs. A model the peer cannot build stops here with the reason.
+    """
+    if cfg.norm not in PEER_NORMS:
+        raise UserError(f"Asteroid's DPRNN has no norm like this config's '{cfg.norm}' in its blocks: "
+                        f"compare with norm {' or '.join(PEER_NORMS)}")
+    if not cfg.bidirectional:
+        raise UserError("Asteroid's DPRNN always runs its intra-chunk RNNs both ways: compare with "
+                        "bidirectional: true (causal: true makes the inter-chunk ones forward-only)")
+    return {"n_src": cfg.num_spks, "sample_rate": cfg.sample_rate,
+            "n_filters": cfg.in_channels, "kernel_size": cfg.kernel_size, "stride": cfg.kernel_size // 2,
+            "bn_chan": cfg.bn_channels, "hid_size": cfg.hidden_channels, "chunk_size": cfg.K,
+            "hop_size": cfg.K // 2, "n_repeats": cfg.num_layers, "norm_type": PEER_NORMS[cfg.norm],
+            "rnn_type": cfg.rnn_type, "bidirectional": not cfg.causal, "dropout": cfg.dropout}
+
+
+def train_asteroid(args, work, librimix, seed, settings):
+    encoder_relu = settings.get("encoder_activation") == "relu"
     name = f"asteroid{'-relu' if encoder_relu else ''}-seed{seed}"
     out = work / name
     if not (out / "summary.json").is_file():  # a finished run is reused
         launch = [args.peer_python, "-c", PEER_WITH_SETTINGS, Path(args.peer_trainer).resolve(),
-                  json.dumps(peer_settings(encoder_relu))]
+                  json.dumps(settings)]
         run(launch + ["--data", librimix, "--out", out, "--epochs", args.epochs, "--seed", seed],
             work / f"{name}.log")
     with open(out / "log.csv", newline="") as f:
@@ -176,18 +193,20 @@ def main():
         if not Path(path).is_file():
             sys.exit(f"error: {path} not found: build the peer with `bash ../shared/peer/setup.sh` "
                      f"and pass its python and train_asteroid.py")
+    peer = peer_settings(load_config(["--config_path", str(DEMO_CONFIG)], verbose=False))
     args.work_dir.mkdir(parents=True, exist_ok=True)
     librimix = make_data(args, args.work_dir)
     results = {}
     for seed in args.seeds:
         results[seed] = {"mindspore": train_mindspore(args, args.work_dir, librimix, seed),
-                         "asteroid": train_asteroid(args, args.work_dir, librimix, seed)}
+                         "asteroid": train_asteroid(args, args.work_dir, librimix, seed, peer)}
         if args.peer_encoder_relu:
-            results[seed]["asteroid+relu"] = train_asteroid(args, args.work_dir, librimix, seed, True)
+            results[seed]["asteroid+relu"] = train_asteroid(args, args.work_dir, librimix, seed,
+                                                            dict(peer, encoder_activation="relu"))
         report(seed, results[seed])
     (args.work_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"\nall figures in {args.work_dir / 'results.json'}")
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -3,8 +3,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 import yaml
 
+from config import load_config
+from errors import UserError
 from scripts.compare_with_asteroid import DEMO_CONFIG, PEER_WITH_SETTINGS, peer_settings
 
 STAND_IN_TRAINER = """import json, sys
@@ -29,14 +32,34 @@ def test_the_peer_trains_with_the_settings_given_to_its_config(tmp_path):
     assert got["argv"] == [str(trainer), "--seed", "3", str(seen)]
 
 
+def demo_config(*overrides):
+    return load_config(["--config_path", str(DEMO_CONFIG), *overrides], verbose=False)
+
+
 def test_the_peer_gets_the_demo_architecture():
     """The peer's settings are the demo config's model (read here from the YAML files themselves),
-    in Asteroid's names; the encoder ReLU only when asked for."""
+    in Asteroid's names."""
     model = yaml.safe_load(open(DEMO_CONFIG.parents[1] / "default_config.yaml"))["model"]
     model.update(yaml.safe_load(open(DEMO_CONFIG))["model"])
-    expected = {"n_filters": model["in_channels"], "kernel_size": model["kernel_size"],
-                "stride": model["kernel_size"] // 2, "bn_chan": model["bn_channels"],
-                "hid_size": model["hidden_channels"], "chunk_size": model["K"], "hop_size": model["K"] // 2,
-                "n_repeats": model["num_layers"]}
-    assert peer_settings() == expected
-    assert peer_settings(encoder_relu=True) == dict(expected, encoder_activation="relu")
+    assert peer_settings(demo_config()) == {
+        "n_src": model["num_spks"], "sample_rate": 8000, "n_filters": model["in_channels"],
+        "kernel_size": model["kernel_size"], "stride": model["kernel_size"] // 2, "bn_chan": model["bn_channels"],
+        "hid_size": model["hidden_channels"], "chunk_size": model["K"], "hop_size": model["K"] // 2,
+        "n_repeats": model["num_layers"], "norm_type": "gLN", "rnn_type": model["rnn_type"],
+        "bidirectional": True, "dropout": model["dropout"]}
+
+
+def test_the_peer_follows_norm_rnn_and_direction():
+    """Asteroid's cLN is this project's per-position ln (its gLN our gln), and its `bidirectional`
+    covers the inter-chunk RNNs only: this project's causal model."""
+    settings = peer_settings(demo_config("--norm", "ln", "--causal", "true", "--rnn_type", "GRU",
+                                         "--dropout", "0.1", "--num_spks", "3"))
+    assert {k: settings[k] for k in ("norm_type", "bidirectional", "rnn_type", "dropout", "n_src")} == {
+        "norm_type": "cLN", "bidirectional": False, "rnn_type": "GRU", "dropout": 0.1, "n_src": 3}
+
+
+@pytest.mark.parametrize("overrides, named", [(("--norm", "cln", "--causal", "true"), "'cln'"),
+                                              (("--bidirectional", "false"), "bidirectional: true")])
+def test_a_model_the_peer_cannot_build_is_refused(overrides, named):
+    with pytest.raises(UserError, match=named):
+        peer_settings(demo_config(*overrides))
