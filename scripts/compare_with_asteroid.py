@@ -15,8 +15,8 @@ already in --work_dir is read back instead of trained again, so an interrupted c
 
 The peer's trainer builds its model from its CONFIG; it is set here from the demo config's model
 (talkers, sample rate, encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop,
-blocks, norm, RNN type and direction, dropout), so both sides train the same architecture; a model
-Asteroid cannot build (norm cln, bidirectional: false) stops with the reason before anything runs.
+blocks, norm, RNN type and direction), so both sides train the same architecture; a model Asteroid
+cannot match (norm cln, bidirectional: false, dropout) stops with the reason before anything runs.
 Both have ReLU masks. Asteroid's DPRNNTasNet has no ReLU after its encoder; the paper, the model
 zoo and this project do. `--peer_encoder_relu` also trains the peer with it
 (encoder_activation="relu"): the same architecture on both sides down to that ReLU.
@@ -141,11 +141,14 @@ def peer_settings(cfg):
     if not cfg.bidirectional:
         raise UserError("Asteroid's DPRNN always runs its intra-chunk RNNs both ways: compare with "
                         "bidirectional: true (causal: true makes the inter-chunk ones forward-only)")
+    if cfg.dropout:
+        raise UserError("Asteroid's DPRNN hands dropout to one-layer RNNs, where PyTorch ignores it: "
+                        "compare with dropout: 0")
     return {"n_src": cfg.num_spks, "sample_rate": cfg.sample_rate,
             "n_filters": cfg.in_channels, "kernel_size": cfg.kernel_size, "stride": cfg.kernel_size // 2,
             "bn_chan": cfg.bn_channels, "hid_size": cfg.hidden_channels, "chunk_size": cfg.K,
             "hop_size": cfg.K // 2, "n_repeats": cfg.num_layers, "norm_type": PEER_NORMS[cfg.norm],
-            "rnn_type": cfg.rnn_type, "bidirectional": not cfg.causal, "dropout": cfg.dropout}
+            "rnn_type": cfg.rnn_type, "bidirectional": not cfg.causal, "dropout": 0}
 
 
 def train_asteroid(args, work, librimix, seed, settings):

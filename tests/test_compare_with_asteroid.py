@@ -46,20 +46,21 @@ def test_the_peer_gets_the_demo_architecture():
         "kernel_size": model["kernel_size"], "stride": model["kernel_size"] // 2, "bn_chan": model["bn_channels"],
         "hid_size": model["hidden_channels"], "chunk_size": model["K"], "hop_size": model["K"] // 2,
         "n_repeats": model["num_layers"], "norm_type": "gLN", "rnn_type": model["rnn_type"],
-        "bidirectional": True, "dropout": model["dropout"]}
+        "bidirectional": True, "dropout": 0}
 
 
 def test_the_peer_follows_norm_rnn_and_direction():
     """Asteroid's cLN is this project's per-position ln (its gLN our gln), and its `bidirectional`
     covers the inter-chunk RNNs only: this project's causal model."""
     settings = peer_settings(demo_config("--norm", "ln", "--causal", "true", "--rnn_type", "GRU",
-                                         "--dropout", "0.1", "--num_spks", "3"))
-    assert {k: settings[k] for k in ("norm_type", "bidirectional", "rnn_type", "dropout", "n_src")} == {
-        "norm_type": "cLN", "bidirectional": False, "rnn_type": "GRU", "dropout": 0.1, "n_src": 3}
+                                         "--num_spks", "3"))
+    assert {k: settings[k] for k in ("norm_type", "bidirectional", "rnn_type", "n_src")} == {
+        "norm_type": "cLN", "bidirectional": False, "rnn_type": "GRU", "n_src": 3}
 
 
 @pytest.mark.parametrize("overrides, named", [(("--norm", "cln", "--causal", "true"), "'cln'"),
-                                              (("--bidirectional", "false"), "bidirectional: true")])
+                                              (("--bidirectional", "false"), "bidirectional: true"),
+                                              (("--dropout", "0.1"), "dropout: 0")])
 def test_a_model_the_peer_cannot_build_is_refused(overrides, named):
     with pytest.raises(UserError, match=named):
         peer_settings(demo_config(*overrides))
