@@ -5,6 +5,7 @@
     python bench.py infer --seconds 30 [--reps 3] [--unrolled]   # real-time factor, peak memory
     python bench.py infer --onnx dprnn.onnx [--reps 3]       # the same for an exported ONNX model
     python bench.py stream --causal true --norm cln [--block_ms 10 20 50]   # streaming a causal model
+    python bench.py fp16 --ckpt_path best.ckpt --data_dir data   # SI-SNRi with float16 LSTMs (Ascend)
 
 `data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
 into a temporary folder. `train` times graph-mode training steps (forward, PIT SI-SNR loss, backward,
@@ -16,6 +17,9 @@ also reporting the peak before the model was loaded (the MindSpore import). Both
 shape of Asteroid's benchmark in the README's performance section, for side-by-side runs. `stream`
 feeds --seconds of random input to streaming.StreamingSeparator in blocks of each --block_ms and
 reports the model's algorithmic latency, the compute per block (median, 99th percentile) and the RTF.
+`fp16` scores the checkpoint on the test split in export_length pieces (as the 310 path does) twice,
+eagerly: the cpu form (float32 LSTMs) and the ascend form with DynamicRNN's documented float16
+function run on CPU (device_check.float16_lstm_cost): what the Ascend 310's float16 LSTMs cost.
 """
 import argparse
 import importlib.metadata
@@ -33,6 +37,7 @@ import numpy as np
 
 from data import mindrecord_file, train_dataset
 from device import setup_device
+from device_check import float16_lstm_cost
 from errors import UserError, run_main
 from librimix import preprocess
 from model import count_parameters
@@ -151,7 +156,7 @@ def demo_data_dir(cfg, work_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["data", "train", "infer", "stream"])
+    parser.add_argument("what", choices=["data", "train", "infer", "stream", "fp16"])
     parser.add_argument("--passes", type=int, default=3, help="measured passes over the data (data)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (train)")
     parser.add_argument("--seconds", type=float, default=4.0, help="audio per example (train, infer, stream)")
@@ -161,23 +166,23 @@ def main(argv=None):
     parser.add_argument("--unrolled", action="store_true", help="the blocks unrolled, not Separator's loop (infer)")
     parser.add_argument("--block_ms", type=float, nargs="+", default=[10, 20, 50], help="block sizes (stream)")
     cfg = load_config(argv, parser, verbose=False)
-    if cfg.what == "stream":
-        print(json.dumps(bench_stream(cfg, cfg.seconds, cfg.block_ms)))
-        return
     if cfg.what == "train":
-        print(json.dumps(bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)))
-        return
-    if cfg.what == "infer":
-        print(json.dumps(bench_infer_onnx(cfg.onnx, cfg.sample_rate, cfg.reps) if cfg.onnx
-                         else bench_infer(cfg, cfg.seconds, cfg.reps, cfg.unrolled)))
-        return
-    with tempfile.TemporaryDirectory() as work_dir:
-        try:
-            mindrecord_file(cfg.data_dir, cfg.train_name)
-        except UserError:
-            cfg = cfg.updated(data_dir=str(demo_data_dir(cfg, work_dir)))
-        print(json.dumps(bench_data(cfg, cfg.passes)))
-
+        result = bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)
+    elif cfg.what == "infer":
+        result = (bench_infer_onnx(cfg.onnx, cfg.sample_rate, cfg.reps) if cfg.onnx
+                  else bench_infer(cfg, cfg.seconds, cfg.reps, cfg.unrolled))
+    elif cfg.what == "stream":
+        result = bench_stream(cfg, cfg.seconds, cfg.block_ms)
+    elif cfg.what == "fp16":
+        result = float16_lstm_cost(cfg)
+    else:
+        with tempfile.TemporaryDirectory() as work_dir:
+            try:
+                mindrecord_file(cfg.data_dir, cfg.train_name)
+            except UserError:
+                cfg = cfg.updated(data_dir=str(demo_data_dir(cfg, work_dir)))
+            result = bench_data(cfg, cfg.passes)
+    print(json.dumps(result))
 
 if __name__ == "__main__":
     run_main(main)

@@ -21,6 +21,7 @@ CHOICES = {
     "device_target": ("auto",) + device.DEVICES,
     "mode": ("graph", "pynative"),
     "file_format": ("MINDIR", "AIR", "ONNX"),
+    "export_target": ("auto", "cpu", "gpu", "ascend"),
     "mix_type": ("mix_clean", "mix_both"),
     "segment_mode": ("fixed", "random"),
     "lr_schedule": ("piecewise", "plateau", "exponential", "cosine", "constant"),

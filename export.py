@@ -1,10 +1,16 @@
 """Export a checkpoint for deployment: MindIR (default), AIR (Ascend only) or ONNX.
 
-    python export.py --ckpt_path outputs/demo/best.ckpt [--file_format MINDIR] [--export_length 4]
+    python export.py --ckpt_path outputs/demo/best.ckpt [--export_target ascend|cpu|gpu]
+        [--file_format MINDIR] [--export_length 4]
 
 The exported network takes one mixture of export_length seconds, [1, L] with L = export_length x
 sample_rate, and returns [1, num_spks, L]: the fixed shape the Ascend 310 app feeds it (longer
 audio goes through in pieces: preprocess_310.py).
+
+A MindIR is written in the form of the device that will run it (--export_target; default: this
+host's): the ascend form's LSTMs are DynamicRNN nodes in float16, which only Ascend runs; the cpu and
+gpu forms' are LSTM nodes, which Ascend cannot build. Every operator of the written file is checked
+against its target (mindir.py) before the file takes its name.
 """
 import argparse
 
@@ -13,20 +19,34 @@ from config import load_config
 from device import setup_device
 from errors import run_main
 from fileio import check_output_file
-from network_define import SUFFIX, checkpoint_settings, export_network, network_from_checkpoint
+from mindir import TARGETS, check_form, check_operators
+from network_define import (SUFFIX, check_export_target, checkpoint_settings, export_network,
+                            network_from_checkpoint)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file_name", default="dprnn", help="output path without suffix")
+    parser.add_argument("--check_mindir", default="", help="only check that this MindIR is of the "
+                        "--export_target form and that every operator of it runs there")
     cfg = load_config(argv, parser)
+    if cfg.check_mindir:
+        export_target = "cpu" if cfg.export_target == "auto" else cfg.export_target
+        check_form(cfg.check_mindir, export_target)
+        print(check_operators(cfg.check_mindir, export_target))
+        return
     check_output_file(cfg.file_name + SUFFIX[cfg.file_format], "--file_name")
-    target = setup_device(**cfg.group("device"))
-    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
+    host = setup_device(**cfg.group("device"))
+    export_target = host.lower() if cfg.export_target == "auto" else cfg.export_target
+    check_export_target(cfg.file_format, export_target, host)
+    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit,
+                                            TARGETS[export_target])
     cfg = cfg.updated(**settings)
     length = cfg.samples("export_length")
-    path = export_network(net, cfg.file_name, cfg.file_format, length, target)
-    print(f"exported {cfg.ckpt_path} as {cfg.file_format} to {path} (input [1, {length}]: "
+    path, summary = export_network(net, cfg.file_name, cfg.file_format, length, export_target)
+    if summary:
+        print(summary)
+    print(f"exported {cfg.ckpt_path} as {cfg.file_format} for {export_target} to {path} (input [1, {length}]: "
           f"{cfg.export_length:g} s at {cfg.sample_rate} Hz)")
 
 

@@ -104,21 +104,140 @@ class FusedLSTM(nn.LSTM):
         return ops.concat(outputs, axis=-1)
 
 
+class AscendLSTM(nn.LSTM):
+    """nn.LSTM (one layer, time-major) as MindSpore builds it for Ascend: one DynamicRNN call per
+    direction, the backward one on the reversed sequence, in float16 (DynamicRNN takes float16
+    only, so an Ascend MindIR's LSTMs run in float16 whatever the converter's precision mode).
+
+    Built on any host, so the Ascend form of a network can be exported from a CPU; it runs only on
+    Ascend (DynamicRNN has no CPU or GPU kernel). Same parameters and names as nn.LSTM, whose gate
+    blocks are PyTorch's i, f, g, o; DynamicRNN's weight [I + H, 4H] and bias [4H] take them in its
+    documented output order i, j (the cell input, nn.LSTM's g), f, o.
+    x [steps, batch, I] -> ([steps, batch, directions * H], None); given a state hx (h, c)
+    [directions, batch, H], it continues from it and returns the new one instead of None.
+    """
+
+    def __init__(self, input_size, hidden_size, bidirectional):
+        super().__init__(input_size, hidden_size, num_layers=1, batch_first=False,
+                         bidirectional=bidirectional)
+        self.directions = 2 if bidirectional else 1
+        self.hidden = hidden_size
+        self.dynamic_rnn = ops.DynamicRNN()
+
+    def construct(self, x, hx=None):
+        outputs, last_h, last_c = [], [], []
+        for d in range(self.directions):
+            sequence = x if d == 0 else ops.reverse(x, [0])
+            if hx is None:
+                h0 = ops.zeros((1, x.shape[1], self.hidden), ms.float16)
+                c0 = h0
+            else:
+                h0, c0 = hx[0][d:d + 1].astype(ms.float16), hx[1][d:d + 1].astype(ms.float16)
+            y, h, c = self.dynamic_rnn(sequence.astype(ms.float16), self._weight(d), self._bias(d), None,
+                                       h0, c0)[:3]
+            y = y.astype(x.dtype)
+            outputs.append(y if d == 0 else ops.reverse(y, [0]))
+            last_h.append(h[-1:])
+            last_c.append(c[-1:])
+        y = ops.concat(outputs, axis=-1)
+        if hx is None:
+            return y, None
+        return y, (ops.concat(last_h).astype(x.dtype), ops.concat(last_c).astype(x.dtype))
+
+    def _gates_ijfo(self, t):
+        """nn.LSTM's gate blocks i, f, g, o along axis 0 -> DynamicRNN's i, j (= g), f, o."""
+        h = self.hidden
+        return ops.concat((t[:h], t[2 * h:3 * h], t[h:2 * h], t[3 * h:]))
+
+    def _weight(self, d):
+        """[I + H, 4H] float16: input and recurrent weights stacked along the inputs."""
+        weight = ops.concat((self._gates_ijfo(self.w_ih_list[d]), self._gates_ijfo(self.w_hh_list[d])), axis=1)
+        return weight.transpose(1, 0).astype(ms.float16)
+
+    def _bias(self, d):
+        return self._gates_ijfo(self.b_ih_list[d] + self.b_hh_list[d]).astype(ms.float16)
+
+
+class DynamicRNNOnCPU(nn.Cell):
+    """ops.DynamicRNN's documented function in numpy, to run AscendLSTM where DynamicRNN has no kernel
+    (eager mode only): what tells, off Ascend, that the weights reach an Ascend MindIR correctly and
+    what its float16 arithmetic costs.
+
+    Written from the primitive's documentation: x [T, B, I], w [I + H, 4H], b [4H], init_h and
+    init_c [1, B, H], all float16; per step, [x_t, h] @ w + b splits into the gates in the order of
+    the documented outputs i, j, f, o (forget_bias 0); c = f * c + i * j, h = o * tanh(c), with
+    sigmoid on i, f, o and tanh on j. Outputs y, output_h, output_c [T, B, H] in float16; h and c are
+    rounded to float16 after every step, as the documented float16 outputs and state inputs are, and
+    the products summed in float32. How the device rounds inside a step is not documented.
+    """
+
+    def construct(self, x, w, b, seq_length, init_h, init_c):
+        x, w, b = (t.asnumpy().astype(np.float32) for t in (x, w, b))
+        h, c = init_h.asnumpy()[0].astype(np.float32), init_c.asnumpy()[0].astype(np.float32)
+        hidden = h.shape[-1]
+        outputs = []
+        for x_t in x:
+            gates = np.concatenate([x_t, h], axis=-1) @ w + b
+            i, j, f, o = (gates[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            c = _float16(_sigmoid(f) * c + _sigmoid(i) * np.tanh(j))
+            h = _float16(_sigmoid(o) * np.tanh(c))
+            outputs.append((h, c))
+        y = ms.Tensor(np.stack([h for h, _ in outputs]).astype(np.float16))
+        return y, y, ms.Tensor(np.stack([c for _, c in outputs]).astype(np.float16))
+
+
+def _sigmoid(v):
+    return 1 / (1 + np.exp(-v))
+
+
+def _float16(v):
+    return v.astype(np.float16).astype(np.float32)
+
+
+def emulate_dynamic_rnn(net):
+    """Run every AscendLSTM of net with DynamicRNNOnCPU (eager mode); returns net."""
+    for _, cell in net.cells_and_names():
+        if isinstance(cell, AscendLSTM):
+            cell.dynamic_rnn = DynamicRNNOnCPU()
+    return net
+
+
+def gpu_lstm(input_size, hidden_size, bidirectional):
+    """nn.LSTM as MindSpore builds it on a GPU host, from any CPU or GPU host.
+
+    nn.LSTM lays out ops.LSTM's flat weights for the device it is built on: on GPU the input and
+    recurrent biases stay apart, on CPU they are summed. A GPU MindIR exported from a CPU host needs
+    the GPU layout.
+    """
+    lstm = nn.LSTM(input_size, hidden_size, num_layers=1, batch_first=False, bidirectional=bidirectional)
+    if not hasattr(lstm.rnn, "is_gpu"):
+        raise ValueError("the GPU form of an LSTM cannot be built on an Ascend host (nn.LSTM builds "
+                         "DynamicRNN there): export it on a CPU or GPU host")
+    lstm.rnn.is_gpu = True
+    return lstm
+
+
 RNNS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN": nn.RNN}
+# the device each form of the LSTM is built for: MindSpore's CPU kernel (both directions in one call,
+# layers.FusedLSTM), the GPU layout of ops.LSTM, Ascend's DynamicRNN
+LSTM_FORMS = {"CPU": FusedLSTM, "GPU": gpu_lstm, "Ascend": AscendLSTM}
 
 
-def recurrent_layer(rnn_type, input_size, hidden_size, bidirectional, fused_lstm):
+def recurrent_layer(rnn_type, input_size, hidden_size, bidirectional, lstm_for):
     """Time-major one-layer RNN: [steps, batch, I] -> ([steps, batch, directions * H], state).
 
-    fused_lstm: an LSTM as FusedLSTM, whose kernels are MindSpore's CPU ones."""
-    if rnn_type == "LSTM" and fused_lstm:
-        return FusedLSTM(input_size, hidden_size, bidirectional)
+    lstm_for: the device target ("CPU", "GPU", "Ascend") an LSTM is built for (LSTM_FORMS), or None
+    for nn.LSTM as MindSpore builds it on this host. GRU and RNN are MindSpore's on every device."""
+    if rnn_type == "LSTM" and lstm_for is not None:
+        return LSTM_FORMS[lstm_for](input_size, hidden_size, bidirectional)
     return RNNS[rnn_type](input_size, hidden_size, num_layers=1, batch_first=False,
                           bidirectional=bidirectional)
 
 
 # x [M, I] @ w[O, I].T without a Transpose node, forward or backward
 matmul_transposed = ops.MatMul(transpose_b=True)
+# [M, K] @ [K, N] as the MatMul primitive: ops.matmul exports as MatMulExt, which no device documents
+matmul = ops.MatMul()
 
 
 class Linear(nn.Dense):

@@ -24,8 +24,8 @@ import mindspore as ms
 from mindspore import Parameter, nn, ops
 from mindspore.common.initializer import HeUniform, XavierNormal, initializer
 
-from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, cumsum_by_products, expand_as, matmul_transposed,
-                    pad_axis, recurrent_layer)
+from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, cumsum_by_products, expand_as, matmul,
+                    matmul_transposed, pad_axis, recurrent_layer)
 
 EPS = 1e-8
 
@@ -47,11 +47,12 @@ class GlobalLayerNorm(_ChannelAffine):
 
     def construct(self, x):
         # sums over one flattened axis divided by the count: MindSpore's CPU ReduceMean is much
-        # slower than ReduceSum, and a sum over several axes slower than over one
+        # slower than ReduceSum, and a sum over several axes slower than over one. ops.div, not
+        # `/`: a tensor divided by a Python number exports as Divs, which no device documents
         flat = x.reshape(x.shape[0], -1)
         count = flat.shape[1]
-        centred = flat - expand_as(flat.sum(axis=1, keepdims=True) / count, flat)
-        var = (centred * centred).sum(axis=1, keepdims=True) / count
+        centred = flat - expand_as(ops.div(flat.sum(axis=1, keepdims=True), count), flat)
+        var = ops.div((centred * centred).sum(axis=1, keepdims=True), count)
         # a Div of a Sqrt: MindSpore's ONNX exporter has neither Rsqrt nor Reciprocal (var is [B, 1])
         scale = ops.div(1.0, ops.sqrt(var + EPS)).reshape((x.shape[0],) + (1,) * (x.ndim - 1)) * self.gain
         centred = centred.reshape(x.shape)
@@ -160,7 +161,7 @@ class Decoder(_Filterbank):
 
     def construct(self, frames):
         batch, length, channels = frames.shape
-        pieces = ops.matmul(frames.reshape(-1, channels), self.weight.reshape(channels, -1))
+        pieces = matmul(frames.reshape(-1, channels), self.weight.reshape(channels, -1))
         pieces = pieces.reshape(batch, length, -1)                             # [B, L, W]
         first, second = pieces[:, :, :self.hop], pieces[:, :, self.hop:]      # [B, L, W/2]
         # each frame's first half lands on its own hop, the second half on the next one (slices
@@ -209,11 +210,11 @@ class PathRNN(nn.Cell):
     _TO_SEQUENCES = {"intra": (2, 0, 1, 3), "inter": (1, 0, 2, 3)}
     _FROM_SEQUENCES = {"intra": (1, 2, 0, 3), "inter": (1, 0, 2, 3)}
 
-    def __init__(self, along, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm):
+    def __init__(self, along, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, lstm_for):
         super().__init__()
         self.to_sequences = self._TO_SEQUENCES[along]
         self.from_sequences = self._FROM_SEQUENCES[along]
-        self.rnn = recurrent_layer(rnn_type, channels, hidden_channels, bidirectional, fused_lstm)
+        self.rnn = recurrent_layer(rnn_type, channels, hidden_channels, bidirectional, lstm_for)
         self.dropout = nn.Dropout(p=dropout)
         rnn_out = hidden_channels * (2 if bidirectional else 1)
         self.proj = Linear(rnn_out, channels, weight_init="HeUniform")
@@ -249,12 +250,12 @@ class DualPathBlock(nn.Cell):
 
     causal: the inter-chunk RNN runs forward only, so a chunk depends on no later chunk."""
 
-    def __init__(self, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm, causal):
+    def __init__(self, channels, hidden_channels, rnn_type, norm, bidirectional, dropout, lstm_for, causal):
         super().__init__()
         self.intra = PathRNN("intra", channels, hidden_channels, rnn_type, norm, bidirectional, dropout,
-                             fused_lstm)
+                             lstm_for)
         self.inter = PathRNN("inter", channels, hidden_channels, rnn_type, norm, bidirectional and not causal,
-                             dropout, fused_lstm)
+                             dropout, lstm_for)
 
     def construct(self, x):
         return self.inter(self.intra(x))
@@ -268,14 +269,14 @@ class MaskEstimator(nn.Cell):
     """
 
     def __init__(self, in_channels, hidden_channels, bn_channels, rnn_type, norm, dropout,
-                 bidirectional, num_layers, K, num_spks, fused_lstm, causal):
+                 bidirectional, num_layers, K, num_spks, lstm_for, causal):
         super().__init__()
         self.chunk_size = K
         self.num_spks = num_spks
         self.norm = NORMS[norm](in_channels)
         self.bottleneck = PointwiseConv(in_channels, bn_channels, False, "HeUniform")
         self.blocks = nn.SequentialCell([
-            DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout, fused_lstm, causal)
+            DualPathBlock(bn_channels, hidden_channels, rnn_type, norm, bidirectional, dropout, lstm_for, causal)
             for _ in range(num_layers)])
         self.prelu = PReLU()
         self.to_speakers = PointwiseConv(bn_channels, bn_channels * num_spks, True, "HeUniform")
@@ -310,20 +311,21 @@ class DPRNN(nn.Cell):
     The encoder has stride kernel_size / 2 (kernel_size even); the input is zero-padded at the end
     to a whole number of strides and the decoder's output cut back to T. causal (with norm cln or ln)
     makes every output sample depend on no input more than streaming.latency_samples ahead of it.
-    fused_lstm runs the LSTMs as layers.FusedLSTM, on MindSpore's CPU kernels
-    (network_define.build_network sets it on CPU).
+    lstm_for: the device target the LSTMs are built for (layers.LSTM_FORMS: "CPU" runs them as
+    layers.FusedLSTM on MindSpore's CPU kernels, "Ascend" as DynamicRNN in float16), or None for
+    nn.LSTM as MindSpore builds it on this host; network_define.build_network sets it.
     """
 
     def __init__(self, in_channels=64, hidden_channels=128, bn_channels=128, kernel_size=2,
                  rnn_type="LSTM", norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250,
-                 num_spks=2, init="asteroid", causal=False, fused_lstm=False):
+                 num_spks=2, init="asteroid", causal=False, lstm_for=None):
         super().__init__()
         check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal)
         self.kernel_size = kernel_size
         self.num_spks = num_spks
         self.encoder = Encoder(in_channels, kernel_size)
         self.mask_estimator = MaskEstimator(in_channels, hidden_channels, bn_channels, rnn_type, norm,
-                                            dropout, bidirectional, num_layers, K, num_spks, fused_lstm,
+                                            dropout, bidirectional, num_layers, K, num_spks, lstm_for,
                                             causal)
         self.decoder = Decoder(in_channels, kernel_size)
         if init == "asteroid":

@@ -10,9 +10,10 @@ from mindspore import nn
 
 from device import eager_mode
 from errors import UserError
-from fileio import atomic_path
+from fileio import atomic_path, made_folders
 from loss import PermutationInvariantSISNR
 from metrics import match_sources, si_snr
+from mindir import check_operators
 from model import DPRNN
 
 
@@ -73,11 +74,12 @@ def mean_si_snr(scores, dataset):
     return total / max(count, 1)
 
 
-def build_network(model):
-    """DPRNN from model settings (the config's model group); a setting it cannot build with is a
-    UserError. On CPU its LSTMs run as layers.FusedLSTM."""
+def build_network(model, target=None):
+    """DPRNN from model settings (the config's model group), its LSTMs built for the device `target`
+    (layers.LSTM_FORMS; default: the one this run is on); a setting it cannot build with is a
+    UserError."""
     try:
-        return DPRNN(**model, fused_lstm=ms.get_context("device_target") == "CPU")
+        return DPRNN(**model, lstm_for=target or ms.get_context("device_target"))
     except ValueError as err:
         raise UserError(str(err)) from None
 
@@ -97,10 +99,11 @@ def model_args(cfg):
     return json.dumps(checkpoint_settings(cfg))
 
 
-def network_from_checkpoint(path, settings, explicit=frozenset()):
+def network_from_checkpoint(path, settings, explicit=frozenset(), target=None):
     """(network holding the weights of the checkpoint at path, the settings it was built with).
 
-    settings: checkpoint_settings of the run's config; explicit: the keys the user gave. A
+    settings: checkpoint_settings of the run's config; explicit: the keys the user gave; target: as
+    for build_network. A
     checkpoint that records its settings is built with them, and a given setting that disagrees is
     a UserError; an older checkpoint without them is built with `settings`.
     """
@@ -113,7 +116,7 @@ def network_from_checkpoint(path, settings, explicit=frozenset()):
                 raise UserError(f"{path} was trained with {key} {value}, not {settings[key]}: "
                                 f"leave {key} out (the checkpoint knows its settings)")
         settings = {**settings, **saved}
-    net = build_network({key: value for key, value in settings.items() if key != "sample_rate"})
+    net = build_network({key: value for key, value in settings.items() if key != "sample_rate"}, target)
     load_weights(net, path, entries)
     return net, settings
 
@@ -156,14 +159,27 @@ def load_weights(net, path, entries=None):
 SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 
 
-def export_network(net, file_name, file_format, length, target):
-    """Write net with input [1, length] to file_name + the format's suffix; returns that path.
+def check_export_target(file_format, export_target, host):
+    """A UserError when file_format cannot be written for export_target (cpu, gpu, ascend) on a
+    `host` device: ONNX is the CPU form (onnxruntime), AIR the Ascend form on an Ascend host."""
+    if file_format == "AIR" and host != "Ascend":
+        raise UserError(f"AIR export needs an Ascend device (this run is on {host}): use "
+                        f"--file_format MINDIR --export_target ascend, which the Ascend 310 app loads")
+    if file_format == "AIR" and export_target != "ascend":
+        raise UserError("AIR is for Ascend only: pass --export_target ascend, or --file_format MINDIR")
+    if file_format == "ONNX" and export_target != "cpu":
+        raise UserError(f"ONNX export writes the cpu form (for onnxruntime), not {export_target}: drop "
+                        f"--export_target, or export MINDIR for {export_target}")
 
-    ONNX: the network runs in the form MindSpore's ONNX exporter takes (DPRNN.set_onnx_export, the
-    same function); GRU and RNN cells it cannot export at all."""
-    if file_format == "AIR" and target != "Ascend":
-        raise UserError(f"AIR export needs an Ascend device (this run is on {target}): use "
-                        f"--file_format MINDIR, which the Ascend 310 app also loads")
+
+def export_network(net, file_name, file_format, length, export_target):
+    """Write net, built for export_target (cpu, gpu, ascend), with input [1, length] to file_name +
+    the format's suffix; returns (that path, the operator check's summary line or None).
+
+    A MindIR's operators are checked against its target (mindir.check_operators) before it takes
+    its name: a file the target cannot run is never left behind. ONNX: the network runs in the form
+    MindSpore's ONNX exporter takes (DPRNN.set_onnx_export, the same function); GRU and RNN cells it
+    cannot export at all."""
     if file_format == "ONNX":
         rnn = next((type(cell).__name__ for _, cell in net.cells_and_names()
                     if isinstance(cell, (nn.GRU, nn.RNN))), None)
@@ -174,11 +190,16 @@ def export_network(net, file_name, file_format, length, target):
     net.set_onnx_export(file_format == "ONNX")
     example = ms.Tensor(np.zeros((1, length), np.float32))
     path = Path(file_name + SUFFIX[file_format])
-    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = None
     try:
-        # exported under a hidden name and renamed: an earlier export stays whole until then
-        with atomic_path(path) as tmp:
+        with made_folders(path.parent), atomic_path(path) as tmp:
+            # exported under a hidden name and renamed: an earlier export stays whole until then
             ms.export(net, example, file_name=str(tmp.with_suffix("")), file_format=file_format)
+            if file_format == "MINDIR":
+                try:
+                    summary = check_operators(tmp, export_target, shown_as=path)
+                except UserError as err:
+                    raise UserError(f"{err}; nothing was written") from None
     except (RuntimeError, TypeError, ValueError) as err:
         if file_format != "ONNX":
             raise
@@ -187,4 +208,4 @@ def export_network(net, file_name, file_format, length, target):
                         f"({first_line.strip()}): export MINDIR instead") from None
     finally:
         net.set_onnx_export(False)
-    return path
+    return path, summary

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from device import eager_mode
 from errors import UserError
 from fileio import atomic_path, made_folders
+from mindir import check_form
 
 READABLE = {"." + ext.lower() for ext in sf.available_formats()}
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
@@ -116,9 +117,9 @@ def compiled_network(net):
 
 
 def load_mindir(path):
-    """An exported MindIR as a function: float32 [1, T] -> [1, C, T] (numpy), on the current device."""
-    if not Path(path).is_file():
-        raise UserError(f"{path}: no such MindIR file (make one with export.py)")
+    """An exported MindIR as a function: float32 [1, T] -> [1, C, T] (numpy), on the current device,
+    which must be the one it was exported for (export.py --export_target)."""
+    check_form(path, ms.get_context("device_target").lower())
     try:
         model = nn.GraphCell(ms.load(str(path)))
     except (RuntimeError, ValueError) as err:

@@ -199,6 +199,16 @@ def read_history(run_dir, epochs_done):
     return [row for row in rows if row["epoch"] <= epochs_done]
 
 
+def validation_in_one_graph(compiled_validation, target):
+    """compiled_validation where it was measured: one dynamic-shape graph for every validation length
+    was compiled and checked against eager scores on CPU only (with Ascend's DynamicRNN it has never
+    run), so on another device validation runs eagerly, said in one line."""
+    if compiled_validation and target != "CPU":
+        print(f"compiled_validation: measured on CPU only, so validation runs eagerly on {target}", flush=True)
+        return False
+    return compiled_validation
+
+
 def train(cfg):
     """The whole run; returns the final TrainState."""
     check_output_dir(cfg.output_dir, "--output_dir")
@@ -211,7 +221,7 @@ def train(cfg):
                               max_samples=cfg.samples("cv_maxlen"))
     net = build_network(cfg.group("model"))
     train_step = build_train_step(cfg, net)
-    valid_scores = UtteranceScores(net, cfg.num_spks, cfg.compiled_validation)
+    valid_scores = UtteranceScores(net, cfg.num_spks, validation_in_one_graph(cfg.compiled_validation, target))
     state = TrainState(lr=cfg.lr)
     run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max, model_args(cfg))
     if cfg.resume and (found := resume_from(cfg, run_dir)):

@@ -1,7 +1,8 @@
-"""The CPU twin of main.cc: runs the exported MindIR on every input .bin on CPU and writes the same
-result files (result_dir/{name}_0.bin, float32 [1, C, L]), so the whole 310 path but the C++ binary
-runs on any machine. It runs the model with MindSpore Lite's Python package (mindspore_lite, the
-runtime main.cc uses) when that is installed, and with MindSpore otherwise.
+"""The CPU twin of main.cc: runs the exported MindIR (its cpu form: export.py --export_target cpu) on
+every input .bin on CPU and writes the same result files (result_dir/{name}_0.bin, float32
+[1, C, L]), so the whole 310 path but the C++ binary runs on any machine. It runs the model with
+MindSpore Lite's Python package (mindspore_lite, the runtime main.cc uses) when that is installed,
+and with MindSpore otherwise.
 
     python ascend310_infer/infer_cpu.py dprnn.mindir infer_310/input infer_310/result_Files
 """
@@ -15,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import device  # noqa: E402,F401  (after the path above; first: it sets MindSpore's environment)
 from errors import UserError, run_main  # noqa: E402
 from fileio import atomic_path, check_output_dir  # noqa: E402
+from mindir import check_form  # noqa: E402
 from separation import load_mindir  # noqa: E402
 
 import mindspore as ms  # noqa: E402
@@ -60,6 +62,7 @@ def infer_folder(mindir, input_dir, result_dir):
     if not inputs:
         raise UserError(f"{input_dir}: no .bin inputs here (make them with preprocess_310.py)")
     result_dir = check_output_dir(result_dir, "RESULT_DIR")
+    check_form(mindir, "cpu")  # here for the Lite runner too, which does not go through load_mindir
     run, runtime = load_runner(mindir)
     print(f"running {mindir} with {runtime} on CPU")
     result_dir.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,17 @@
  * preprocess_310.py and writes RESULT_DIR/{name}_0.bin, the files postprocess.py reads. Prints the
  * time of each file and the total.
  *
- * Precision: Lite's Ascend default is enforce_fp16, which runs the LSTMs in float16; this app
- * defaults to preferred_fp32 (float32 wherever the operator has it). The model zoo's 310 figures
- * were measured in float16: --precision enforce_fp16. On CPU, enforce_fp16 turns on Lite's float16
- * kernels and every other mode runs float32.
+ * Which MindIR: with --device ascend, the ascend form (export.py --export_target ascend), whose LSTMs
+ * are DynamicRNN nodes; with --device cpu, the cpu form (--export_target cpu). Lite's Ascend
+ * converter maps no LSTM node from a MindIR, so the cpu form fails at Model::Build on Ascend, and
+ * DynamicRNN has no CPU kernel. scripts/run_infer_310.sh checks the form before it runs this app.
+ *
+ * Precision: DynamicRNN takes float16 only, so the ascend form's LSTMs run in float16 whatever
+ * --precision says (as in the model zoo's 12.77 dB run; what float16 LSTMs cost in SI-SNRi is
+ * measured on CPU by bench.py fp16, README). --precision (default preferred_fp32) sets the precision
+ * of the other operators: preferred_fp32 keeps them float32 where the operator has it, enforce_fp16
+ * runs them in float16 too. On CPU, enforce_fp16 turns on Lite's float16 kernels and every other
+ * mode runs float32.
  */
 #include <dirent.h>
 #include <sys/stat.h>
@@ -199,8 +206,10 @@ int main(int argc, char **argv) {
   if (status != ms::kSuccess) {
     const std::string where = options.device == "ascend" ? "Ascend device " + std::to_string(options.device_id)
                                                          : std::string("CPU");
+    const std::string form = options.device == "ascend" ? "ascend" : "cpu";
     return Fail("building " + options.mindir_path + " for " + where + " failed (" + status.ToString() +
-                "): is it a MindIR from export.py, and are LITE_HOME's runtime libraries on LD_LIBRARY_PATH?");
+                "): is it the " + form + " form (python export.py --export_target " + form +
+                "), and are LITE_HOME's runtime libraries on LD_LIBRARY_PATH?");
   }
   std::vector<ms::MSTensor> model_inputs = model.GetInputs();
   if (model_inputs.size() != 1) {

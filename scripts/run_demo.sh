@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole project on built-in demo data, on this machine's CPU, in one command:
-#   demo LibriMix set -> preprocess.py -> train.py -> evaluate.py -> export.py (MindIR and ONNX)
+#   demo LibriMix set -> preprocess.py -> train.py -> evaluate.py -> export.py (MindIR for CPU and for
+#   Ascend, ONNX)
 #   -> the Ascend 310 path on its CPU backend -> the ONNX model in onnxruntime
 #   -> separate.py on one test mixture (with --plot)
 #
@@ -35,11 +36,10 @@ step "3/8 train"
 step "4/8 evaluate (SI-SNRi, SDRi)"
 "$PYTHON" evaluate.py --ckpt_path "$OUT/train/best.ckpt" \
     --data_dir "$OUT/data" --results_dir "$OUT/results" --cal_sdr | grep -E "^Average"
-step "5/8 export MindIR and ONNX"
-for format in MINDIR ONNX; do
-    "$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" --file_format "$format" \
-        --file_name "$OUT/dprnn" | tail -n 1
-done
+step "5/8 export MindIR (cpu form; ascend form for the 310) and ONNX"
+"$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" --export_target cpu --file_name "$OUT/dprnn" | tail -n 1
+"$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" --export_target ascend --file_name "$OUT/dprnn_ascend" | tail -n 2
+"$PYTHON" export.py --ckpt_path "$OUT/train/best.ckpt" --file_format ONNX --file_name "$OUT/dprnn" | tail -n 1
 cp "$OUT/train/config.yaml" "$OUT/config.yaml"
 step "6/8 the 310 path on its CPU backend"
 INFER_DIR="$OUT/infer_310" PYTHON="$PYTHON" bash scripts/run_infer_310.sh "$OUT/dprnn.mindir" "$OUT/data" y cpu \
@@ -67,7 +67,7 @@ training      {len(log) - 1} epochs, last train SI-SNR {float(last['train_si_snr
               {out}/train/ (best.ckpt, train_log.csv, train_curves.png)
 evaluation    SI-SNRi {ev['si_snri']:.2f} dB, SDRi {ev['sdri']:.2f} dB on {ev['utterances']} test mixtures
               {out}/results/per_utterance.csv
-export        {out}/dprnn.mindir, {out}/dprnn.onnx
+export        {out}/dprnn.mindir (CPU, GPU: cpu form), {out}/dprnn_ascend.mindir (Ascend 310), {out}/dprnn.onnx
 310 path/CPU  SI-SNRi {p310['si_snri']:.2f} dB, SDRi {p310['sdri']:.2f} dB (4-s pieces)  {out}/infer_310/
 ONNX          SI-SNRi {onnx['si_snri']:.2f} dB, SDRi {onnx['sdri']:.2f} dB (4-s pieces, onnxruntime)  {out}/onnx_results/
 separation    {out}/separated/ (the two talkers' wavs and the spectrograms PNG)""")

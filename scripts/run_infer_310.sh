@@ -8,8 +8,11 @@
 #   app_cpu  the same app on MindSpore Lite's CPU backend
 #   cpu      ascend310_infer/infer_cpu.py: the same MindIR on CPU with MindSpore Lite's Python
 #            package if installed, else MindSpore; same result files
-# default: ascend when the app is built, cpu otherwise. PRECISION (environment) is the app's
-# --precision: preferred_fp32 (default), enforce_fp16 (as the model zoo ran), enforce_fp32, ...
+# default: ascend when the app is built, cpu otherwise. The ascend backend takes the ascend form of
+# the MindIR (export.py --export_target ascend), app_cpu and cpu the cpu form (--export_target cpu);
+# a file of the other form is refused before anything runs. PRECISION (environment) is the app's
+# --precision: preferred_fp32 (default), enforce_fp16, enforce_fp32, ...; the ascend form's LSTMs
+# (DynamicRNN) run in float16 whatever it says, the rest of the network follows it.
 # PROTOCOL (environment): pieces (default) or zoo, the model zoo's 4-s segment scoring
 # (evaluate.py --eval_protocol); it takes effect when the inputs are made (NEED_PREPROCESS y).
 set -euo pipefail
@@ -36,7 +39,9 @@ case "$BACKEND" in
     cpu) ;;
     *) echo "error: BACKEND must be ascend, app_cpu or cpu, got $BACKEND" >&2; exit 2 ;;
 esac
+FORM=$( [ "$BACKEND" = ascend ] && echo ascend || echo cpu )
 infer() {
+    "$PYTHON" export.py --check_mindir "$MINDIR" --export_target "$FORM" || return
     if [ "$NEED_PREPROCESS" = "y" ]; then
         "$PYTHON" preprocess_310.py --config_path "$CONFIG" --data_dir "$TEST_PATH" --infer_dir "$INFER_DIR" \
             --eval_protocol "${PROTOCOL:-pieces}" || return

@@ -125,7 +125,7 @@ BAD_VALUES = {
     "grad_accumulation": ["0", "3"], "seed": ["-1"], "save_checkpoint_steps": ["-1"],
     "keep_checkpoint_max": ["0"], "resume": None, "distribute": ["yesno"], "compiled_validation": ["fast"], "ckpt_path": None,
     "cal_sdr": ["sure"], "eval_protocol": ["segments"], "eval_segment": ["-1", "0.0001"], "results_dir": [""], "window": ["-1", "0.0001"], "causal": ["sometimes"],
-    "file_format": ["PB"], "export_length": ["32000", "0", "0.0001"], "device_target": ["TPU"], "device_id": ["-1"],
+    "file_format": ["PB"], "export_target": ["npu", "Ascend"], "export_length": ["32000", "0", "0.0001"], "device_target": ["TPU"], "device_id": ["-1"],
     "mode": ["eager"], "kernel_fusion": ["perhaps"],
 }
 # resume and ckpt_path are paths checked where they are used (tests/test_bad_input.py)

@@ -20,7 +20,7 @@ from data import mindrecord_file, read_split
 from files_310 import result_utterances
 from helpers import TINY_MODEL, script_main, write_310_inputs
 from metrics import evaluation_protocol, pieces, reassemble, score_utterances, separate_utterances, summarize
-from network_define import build_network, export_network
+from network_define import build_network, check_export_target, export_network
 from separation import Separator, load_onnx
 
 evaluate_main = script_main("evaluate.py")
@@ -158,7 +158,7 @@ def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
     cfg, ckpt = checkpoint
     net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
-    path = export_network(net, str(tmp_path / "tiny"), "MINDIR", 12000, "CPU")
+    path, _ = export_network(net, str(tmp_path / "tiny"), "MINDIR", 12000, "cpu")
     mixture = np.random.default_rng(1).standard_normal((1, 12000)).astype(np.float32)
     exported = nn.GraphCell(ms.load(str(path)))(ms.Tensor(mixture)).asnumpy()
     # the exported graph runs fused CPU kernels, which sum in another order than eager kernels
@@ -180,7 +180,7 @@ def test_onnx_export_runs_in_onnxruntime_as_in_mindspore(checkpoint, tmp_path, c
     if config == "tiny":
         ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     length = 4000
-    path = export_network(net, str(tmp_path / "model"), "ONNX", length, "CPU")
+    path, _ = export_network(net, str(tmp_path / "model"), "ONNX", length, "cpu")
     run, exported_length = load_onnx(path)
     mixture = np.random.default_rng(2).standard_normal((1, length)).astype(np.float32)
     net.set_train(False)
@@ -217,7 +217,7 @@ def test_layers_rewritten_for_onnx_compute_the_same(checkpoint):
 def test_what_onnx_cannot_take_is_a_one_line_error(tmp_path, argv, message):
     net = build_network(load_config(TINY + argv, verbose=False).group("model"))
     with pytest.raises(UserError, match=message) as err:
-        export_network(net, str(tmp_path / "tiny"), "ONNX", 4000, "CPU")
+        export_network(net, str(tmp_path / "tiny"), "ONNX", 4000, "cpu")
     assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())
 
@@ -225,7 +225,9 @@ def test_what_onnx_cannot_take_is_a_one_line_error(tmp_path, argv, message):
 def test_air_says_clearly_why_not(checkpoint, tmp_path):
     cfg, ckpt = checkpoint
     with pytest.raises(UserError, match="AIR export needs an Ascend device"):
-        export_network(build_network(cfg.group("model")), str(tmp_path / "tiny"), "AIR", 12000, "CPU")
+        check_export_target("AIR", "ascend", "CPU")
+    with pytest.raises(UserError, match="AIR is for Ascend only: pass --export_target ascend"):
+        check_export_target("AIR", "cpu", "Ascend")
     assert not list(tmp_path.iterdir())
 
 
@@ -242,7 +244,7 @@ def infer_310(checkpoint, tmp_path_factory):
     assert sorted(p.name for p in infer_dir.iterdir()) == ["input", "manifest.json", "my_notes.txt", "references"]
     net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
-    mindir = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.samples("export_length"), "CPU")
+    mindir, _ = export_network(net, str(infer_dir.parent / "tiny"), "MINDIR", cfg.samples("export_length"), "cpu")
     assert infer_folder(mindir, infer_dir / "input", infer_dir / "result_Files") == len(manifest["pieces"])
     return cfg, infer_dir
 

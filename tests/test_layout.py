@@ -3,7 +3,8 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_SCRIPTS = {"train", "evaluate", "separate", "preprocess", "postprocess", "preprocess_310", "export", "bench"}
+ENTRY_SCRIPTS = {"train", "evaluate", "separate", "preprocess", "postprocess", "preprocess_310", "export", "bench",
+                 "selftest"}
 
 
 def imported_modules(path):

@@ -15,8 +15,8 @@ from separation import BlockLoopNetwork, Separator
 
 DATA = Path(__file__).parent / "data"
 
-# fused_lstm as build_network sets it on CPU, where the tests run
-SMALL = dict(in_channels=8, hidden_channels=6, bn_channels=10, num_layers=2, K=16, fused_lstm=True)
+# lstm_for as build_network sets it on CPU, where the tests run
+SMALL = dict(in_channels=8, hidden_channels=6, bn_channels=10, num_layers=2, K=16, lstm_for="CPU")
 
 
 def tensor(x):
@@ -88,7 +88,7 @@ def test_norms_match_numpy(pynative, norm_cls, reference, shape):
 def test_path_rnn_runs_along_its_axis(pynative, along):
     """Each sequence (a chunk's K frames, or the S chunks at one position) goes through the RNN alone."""
     B, S, K, D = 2, 3, 5, 4
-    path = PathRNN(along, D, 3, "LSTM", "ln", bidirectional=True, dropout=0.0, fused_lstm=True)
+    path = PathRNN(along, D, 3, "LSTM", "ln", bidirectional=True, dropout=0.0, lstm_for="CPU")
     x = np.random.default_rng(2).standard_normal((B, S, K, D)).astype(np.float32)
     out = path(tensor(x)).asnumpy()
     for b in range(B):

@@ -121,7 +121,7 @@ def test_separator_compiles_a_repeating_length_at_its_first_call(monkeypatch):
     import mindspore as ms
     from model import DPRNN
     from separation import Separator
-    net = DPRNN(in_channels=8, hidden_channels=6, bn_channels=10, num_layers=2, K=16, fused_lstm=True)
+    net = DPRNN(in_channels=8, hidden_channels=6, bn_channels=10, num_layers=2, K=16, lstm_for="CPU")
     separator = Separator(net)
     ran = []
     monkeypatch.setattr(separator, "compiled", lambda batch: ran.append("compiled") or net(batch))

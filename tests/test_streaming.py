@@ -24,7 +24,7 @@ CAUSAL = ["--causal", "true", "--norm", "cln"]
 def causal_net(kernel_size=8, K=6, norm="cln", rnn_type="LSTM", seed=0):
     ms.set_seed(seed)
     net = DPRNN(16, 8, 8, kernel_size, rnn_type=rnn_type, norm=norm, num_layers=2, K=K, causal=True,
-                fused_lstm=rnn_type == "LSTM")
+                lstm_for="CPU")
     net.set_train(False)
     return net
 

@@ -21,7 +21,7 @@ from helpers import TINY_TRAINING
 from network_define import (DPRNNWithLoss, UtteranceScores, build_network, checkpoint_settings, load_checkpoint,
                             load_weights, mean_si_snr, network_from_checkpoint)
 from train_wrapper import TrainOneStep
-from trainer import TrainState, end_epoch, learning_rate, train
+from trainer import TrainState, end_epoch, learning_rate, train, validation_in_one_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -118,6 +118,15 @@ def test_compiled_validation_scores_as_eager_validation_does(tiny_data):
         got = [compiled.scores(ms.Tensor(b["mixture"]), b["sources"], b["lens"])[0] for b in batches]
         np.testing.assert_allclose(got, expected, atol=1e-3)
     assert mean_si_snr(compiled, utterances) == pytest.approx(np.mean(expected), abs=1e-3)
+
+
+@pytest.mark.parametrize("target", ["Ascend", "GPU"])
+def test_compiled_validation_stays_on_cpu_where_it_was_measured(target, capsys):
+    assert validation_in_one_graph(True, "CPU") is True and validation_in_one_graph(False, target) is False
+    assert capsys.readouterr().out == ""
+    assert validation_in_one_graph(True, target) is False
+    assert capsys.readouterr().out == (f"compiled_validation: measured on CPU only, so validation runs eagerly "
+                                       f"on {target}\n")
 
 
 def train_command(data_dir, out_dir, *argv):

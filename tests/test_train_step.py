@@ -8,7 +8,7 @@ from model import DPRNN
 from network_define import DPRNNWithLoss
 from train_wrapper import TrainOneStep
 
-SMALL = dict(in_channels=16, hidden_channels=16, bn_channels=16, num_layers=2, K=20, fused_lstm=True)
+SMALL = dict(in_channels=16, hidden_channels=16, bn_channels=16, num_layers=2, K=20, lstm_for="CPU")
 
 
 def batch(seed=0, length=800):

@@ -1,0 +1,188 @@
+"""What a device changes, checked against the CPU: the first-run self-test's checks (selftest.py) and
+the cost of Ascend's float16 LSTMs, measured on CPU (bench.py fp16).
+
+The self-test's golden files (scripts/selftest/): tiny.ckpt, a tiny model's weights with their
+settings, and golden.npz, one built-in mixture and that checkpoint's output for it computed on CPU.
+"""
+import subprocess
+import tempfile
+import zipfile
+import zlib
+from pathlib import Path
+
+import mindspore as ms
+import numpy as np
+
+from data import mindrecord_file, read_index, read_split
+from device import setup_device
+from errors import UserError
+from fileio import atomic_path
+from layers import emulate_dynamic_rnn
+from metrics import score_utterances, separate_utterances
+from network_define import build_network, checkpoint_settings, export_network, model_args, network_from_checkpoint
+from separation import FixedLengthSeparator, load_mindir
+from train_wrapper import build_train_step
+
+HERE = Path(__file__).resolve().parent
+GOLDEN_DIR = HERE / "scripts" / "selftest"
+APP = HERE / "ascend310_infer" / "out" / "dprnn_310"
+# the shipped model: small enough to compile in seconds on any device
+TINY = ["--in_channels", "16", "--hidden_channels", "16", "--bn_channels", "16", "--num_layers", "1",
+        "--K", "20", "--kernel_size", "16"]
+# least SNR (dB) of an output against the CPU golden one. The golden output is this graph's on a CPU
+# (identical here); another machine's kernels may sum in another order (CPU, and GPU's cuDNN more so);
+# Ascend runs the LSTMs in float16 (DynamicRNN: 74 dB for this model when emulated on CPU,
+# tests/test_export_targets.py) and may run other operators in float16 too
+TOLERANCE_DB = {"CPU": 80.0, "GPU": 60.0, "Ascend": 30.0}
+TRAIN_STEPS = 8
+
+
+def built_in_batch(sample_rate, batch=2, seconds=0.5):
+    """Two talkers as harmonic tones with syllable-like envelopes: (mixture [B, T], sources [B, 2, T])."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    sources = np.zeros((batch, 2, len(t)), np.float32)
+    for b in range(batch):
+        for s in range(2):
+            f0 = rng.uniform(100, 300)
+            tone = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.3)) / k for k in range(1, 6))
+            envelope = 0.5 + 0.5 * np.sin(2 * np.pi * rng.uniform(2, 6) * t + rng.uniform(0, 6.3))
+            sources[b, s] = 0.1 * tone * envelope
+    return sources.sum(axis=1), sources
+
+
+def snr_db(reference, estimate):
+    error = np.sum((reference.astype(np.float64) - estimate) ** 2)
+    return float("inf") if error == 0 else float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / error))
+
+
+def read_golden(golden_dir):
+    """(mixture [1, T], output [1, C, T]) of golden.npz, and the tiny checkpoint's path; a UserError
+    naming the file when either is missing or damaged."""
+    path, ckpt = Path(golden_dir) / "golden.npz", Path(golden_dir) / "tiny.ckpt"
+    for needed in (path, ckpt):
+        if not needed.is_file():
+            raise UserError(f"{needed}: no such golden file: restore scripts/selftest/ from the repository "
+                            f"(git checkout -- scripts/selftest)")
+    try:
+        with np.load(path) as golden:
+            mixture, output = golden["mixture"], golden["output"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise UserError(f"{path}: damaged golden file ({type(err).__name__}): restore it from the repository "
+                        f"(git checkout -- scripts/selftest)") from None
+    if mixture.ndim != 2 or output.shape[::2] != mixture.shape or not np.isfinite(output).all():
+        raise UserError(f"{path}: damaged golden file (shapes {mixture.shape}, {output.shape}): restore it "
+                        f"from the repository (git checkout -- scripts/selftest)")
+    return mixture.astype(np.float32), output, ckpt
+
+
+def check_training(cfg, target):
+    """(PASS or FAIL, what was measured) for TRAIN_STEPS compiled steps on the built-in batch."""
+    ms.set_seed(0)
+    step = build_train_step(cfg, build_network(cfg.group("model"), target))
+    mixture, sources = built_in_batch(cfg.sample_rate)
+    lens = ms.Tensor(np.full(len(mixture), mixture.shape[1], np.int32))
+    losses = [float(step(ms.Tensor(mixture), lens, ms.Tensor(sources))[0].asnumpy()) for _ in range(TRAIN_STEPS)]
+    ok = all(np.isfinite(losses)) and losses[-1] < losses[0]  # the loss is -SI-SNR
+    return ok, f"SI-SNR {-losses[0]:.2f} -> {-losses[-1]:.2f} dB in {TRAIN_STEPS} steps", "finite, rising"
+
+
+def compare(output, golden, target):
+    measured = snr_db(golden, output)
+    shown = "identical to golden" if measured == float("inf") else f"{measured:.1f} dB SNR vs golden"
+    return measured >= TOLERANCE_DB[target], shown, f">= {TOLERANCE_DB[target]:g} dB"
+
+
+def run_app(mindir, mixture, target, device_id, work):
+    """The Lite app on one input: its output [1, C, T]."""
+    (work / "input").mkdir()
+    mixture.tofile(work / "input" / "000000.bin")
+    device = "ascend" if target == "Ascend" else "cpu"
+    result = subprocess.run([str(APP), str(mindir), str(work / "input"), str(work / "result"), "--device", device,
+                             "--device_id", str(device_id)], capture_output=True, text=True)
+    if result.returncode:
+        raise UserError((result.stderr.strip() or result.stdout.strip()).splitlines()[-1])
+    return np.fromfile(work / "result" / "000000_0.bin", np.float32)
+
+
+def self_test(cfg, golden_dir):
+    """Rows (check, PASS/FAIL/SKIP, measured, tolerance)."""
+    target = setup_device(**cfg.group("device"))
+    mixture, golden, ckpt = read_golden(golden_dir)
+    rows = []
+
+    def row(name, check):
+        try:
+            ok, measured, tolerance = check()
+            rows.append((name, "PASS" if ok else "FAIL", measured, tolerance))
+        except UserError as err:
+            rows.append((name, "FAIL", str(err), ""))
+
+    row("train", lambda: check_training(cfg, target))
+    net, _ = network_from_checkpoint(ckpt, checkpoint_settings(cfg), target=target)
+    net.set_train(False)
+    row("golden", lambda: compare(net(ms.Tensor(mixture)).asnumpy(), golden, target))
+    export_target = target.lower()
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        exported = {}
+
+        def export():
+            exported["path"], summary = export_network(net, str(work / "selftest"), "MINDIR", mixture.shape[1],
+                                                       export_target)
+            return True, summary.split(": ", 1)[1], f"{export_target} form"
+        row("export", export)
+        if "path" not in exported:
+            rows.append(("mindir", "SKIP", "no exported file", ""))
+        else:
+            row("mindir", lambda: compare(load_mindir(exported["path"])(mixture), golden, target))
+        if not APP.is_file():
+            rows.append(("lite_app", "SKIP", f"{APP.relative_to(HERE)} not built (bash ascend310_infer/build.sh)", ""))
+        elif "path" in exported:
+            row("lite_app", lambda: compare(run_app(exported["path"], mixture, target, cfg.device_id, work)
+                                            .reshape(golden.shape), golden, target))
+    return target, rows
+
+
+def make_golden(cfg, golden_dir):
+    """Write tiny.ckpt and golden.npz (CPU only): a fresh tiny model and its output on a fixed mixture."""
+    if setup_device(**cfg.group("device")) != "CPU":
+        raise UserError("golden files are computed on CPU: add --device_target CPU")
+    golden_dir = Path(golden_dir)
+    golden_dir.mkdir(parents=True, exist_ok=True)
+    ms.set_seed(1)
+    net = build_network(cfg.group("model"))
+    with atomic_path(golden_dir / "tiny.ckpt") as tmp:
+        ms.save_checkpoint(net, str(tmp), append_dict={"model_args": model_args(cfg)})
+    mixture = built_in_batch(cfg.sample_rate, batch=1)[0]
+    net, _ = network_from_checkpoint(golden_dir / "tiny.ckpt", checkpoint_settings(cfg))
+    net.set_train(False)
+    output = net(ms.Tensor(mixture)).asnumpy()
+    with atomic_path(golden_dir / "golden.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, mixture=mixture, output=output)
+    print(f"wrote {golden_dir / 'tiny.ckpt'} and {golden_dir / 'golden.npz'}")
+
+
+def float16_lstm_cost(cfg):
+    """Mean SI-SNRi of the checkpoint with float32 and with float16 LSTMs, same pieces, and the SNR of
+    the float16 estimates against the float32 ones."""
+    setup_device(**cfg.group("device"))
+    ms.set_context(mode=ms.PYNATIVE_MODE)  # DynamicRNNOnCPU runs numpy
+    test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
+    result = {"what": "fp16", "ckpt_path": cfg.ckpt_path, "utterances": len(read_index(test_file)[0])}
+    estimates = {}
+    for form, target in (("float32", "CPU"), ("float16", "Ascend")):
+        net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit, target)
+        net.set_train(False)
+        emulate_dynamic_rnn(net)
+        length = cfg.updated(**settings).samples("export_length")
+        separate = FixedLengthSeparator(lambda mixture: net(ms.Tensor(mixture)).asnumpy(), length)
+        items = list(separate_utterances(read_split(test_file, settings["num_spks"]), separate, "pieces", length))
+        estimates[form] = np.concatenate([item[3].ravel() for item in items]).astype(np.float64)
+        rows = score_utterances(items, False, 1)
+        result[f"si_snri_{form}"] = round(float(np.mean([r["SI-SNRi"] for r in rows])), 6)
+    result["difference_db"] = round(result["si_snri_float16"] - result["si_snri_float32"], 6)
+    error = estimates["float16"] - estimates["float32"]
+    result["estimates_snr_db"] = round(float(10 * np.log10(np.sum(estimates["float32"] ** 2) / np.sum(error ** 2))), 2)
+    return result
