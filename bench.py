@@ -28,9 +28,8 @@ import resource
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-from config import load_config
+from config import check_length, load_config
 
 import mindspore as ms
 import numpy as np
@@ -39,8 +38,8 @@ from data import mindrecord_file, train_dataset
 from device import setup_device
 from device_check import float16_lstm_cost
 from errors import UserError, run_main
-from librimix import preprocess
 from model import count_parameters
+from scripts.make_demo_data import demo_mindrecord
 from network_define import build_network
 from separation import compiled_network, load_onnx
 from streaming import StreamingSeparator, block_timings, latency_ms, time_blocks
@@ -145,15 +144,6 @@ def bench_stream(cfg, seconds, blocks_ms):
             "peak_rss_gb": round(peak_rss_gb(), 3), "mindspore": ms.__version__}
 
 
-def demo_data_dir(cfg, work_dir):
-    """Make and preprocess the demo LibriMix set under work_dir; returns the MindRecord folder."""
-    from scripts.make_demo_data import make_librimix
-    librimix = make_librimix(Path(work_dir) / "librimix", num_spks=cfg.num_spks)
-    out_dir = Path(work_dir) / "data"
-    preprocess(librimix, out_dir, cfg)
-    return out_dir
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["data", "train", "infer", "stream", "fp16"])
@@ -166,6 +156,8 @@ def main(argv=None):
     parser.add_argument("--unrolled", action="store_true", help="the blocks unrolled, not Separator's loop (infer)")
     parser.add_argument("--block_ms", type=float, nargs="+", default=[10, 20, 50], help="block sizes (stream)")
     cfg = load_config(argv, parser, verbose=False)
+    check_length("--seconds", cfg, cfg.seconds)
+    check_length("--block_ms", cfg, *cfg.block_ms, unit=1e-3, whole_frame=False)
     if cfg.what == "train":
         result = bench_train(cfg, cfg.batch, cfg.seconds, cfg.steps)
     elif cfg.what == "infer":
@@ -180,9 +172,10 @@ def main(argv=None):
             try:
                 mindrecord_file(cfg.data_dir, cfg.train_name)
             except UserError:
-                cfg = cfg.updated(data_dir=str(demo_data_dir(cfg, work_dir)))
+                cfg = cfg.updated(data_dir=str(demo_mindrecord(cfg, work_dir)))
             result = bench_data(cfg, cfg.passes)
     print(json.dumps(result))
+
 
 if __name__ == "__main__":
     run_main(main)

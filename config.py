@@ -96,8 +96,23 @@ def _check_together(cfg):
     for key in SECONDS:
         samples = cfg.samples(key)
         if samples < kernel and not (key in ("eval_segment", "window") and samples == 0):
-            raise UserError(f"{key} {flat[key]} s is {samples} samples at {rate} Hz, shorter than "
-                            f"kernel_size {kernel}: the model needs at least {kernel}")
+            raise UserError(f"{key} {flat[key]:g} s is {samples} samples at {rate} Hz, shorter than the "
+                            f"model's kernel_size {kernel}: the smallest valid {key} is {kernel / rate:g} s")
+
+
+def check_length(option, cfg, *values, unit=1.0, whole_frame=True):
+    """A script's own length option (not a config setting: bench.py --seconds, separate.py --block_ms),
+    checked as the config's lengths are: each value (in seconds times `unit`, as given) finite and > 0
+    and, where the network sees it as one input (whole_frame), at least the model's kernel_size. A
+    UserError naming the option otherwise."""
+    kernel, rate = cfg.kernel_size, cfg.sample_rate
+    for value in values:
+        if not math.isfinite(value) or value <= 0:
+            raise UserError(f"{option} must be a finite number > 0, got {value:g}")
+        samples = cfg.samples_of(value * unit)
+        if whole_frame and samples < kernel:
+            raise UserError(f"{option} {value:g} is {samples} samples at {rate} Hz, shorter than the model's "
+                            f"kernel_size {kernel}: the smallest valid {option} is {kernel / rate / unit:g}")
 
 
 class Config:
@@ -121,11 +136,17 @@ class Config:
                   for name, group in self._groups.items()}
         extra = {key: changes.get(key, value) for key, value in self._flat.items()
                  if all(key not in group for group in groups.values())}
-        return Config(groups, extra, self.explicit)
+        updated = Config(groups, extra, self.explicit)
+        # a checkpoint's own model settings (kernel_size, ...) can make a length given before too short
+        _check_together(updated)
+        return updated
 
     def samples(self, key):
         """A length setting (seconds, SECONDS) in samples at the sample rate: the one conversion."""
-        return int(round(self._flat[key] * self._flat["sample_rate"]))
+        return self.samples_of(self._flat[key])
+
+    def samples_of(self, seconds):
+        return int(round(seconds * self._flat["sample_rate"]))
 
     def as_flat(self):
         return dict(self._flat)

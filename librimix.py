@@ -6,6 +6,7 @@ UserError naming it, or with skip_bad a dropped utterance. Everything is built i
 folder inside out_dir and moved into place only when complete.
 """
 import csv
+import io
 import json
 import os
 import re
@@ -39,6 +40,7 @@ class Utterance:
     mixture_id: str
     mixture_path: Path
     source_paths: list
+    listed_in: str = ""  # where the paths come from (a metadata CSV's row), for the errors that name them
 
 
 def find_layout(in_dir, sample_rate):
@@ -64,8 +66,25 @@ def _local_path(listed, root):
     return rerooted if rerooted.exists() else path
 
 
+def read_metadata(csv_path):
+    """(header, [(row number, cells)]) of a LibriMix metadata CSV, the header being row 1; a UserError
+    naming the CSV and the row for a byte that is not UTF-8."""
+    data = csv_path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        row = data[:err.start].count(b"\n") + 1
+        raise UserError(f"{csv_path}, row {row}: byte 0x{data[err.start]:02x} is not UTF-8: save the CSV as "
+                        f"UTF-8") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    rows = [(reader.line_num, cells) for cells in reader if cells]
+    return header, rows
+
+
 def librimix_utterances(root, splits, mix_type, num_spks):
-    """Utterances listed in metadata/mixture_{split}_{mix_type}.csv for each comma-separated split."""
+    """Utterances listed in metadata/mixture_{split}_{mix_type}.csv for each comma-separated split;
+    a problem in a CSV is a UserError naming the CSV, the row and the column."""
     utterances = []
     for split in splits.split(","):
         csv_path = root / "metadata" / f"mixture_{split.strip()}_{mix_type}.csv"
@@ -73,23 +92,35 @@ def librimix_utterances(root, splits, mix_type, num_spks):
             found = sorted(p.name for p in (root / "metadata").glob("mixture_*.csv"))
             raise UserError(f"{csv_path}: no such file (metadata has {', '.join(found)}); "
                             f"choose splits with --train_split/--valid_split/--test_split")
-        with open(csv_path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        columns = list(rows[0]) if rows else []
-        source_columns = sorted((c for c in columns if re.fullmatch(r"source_\d+_path", c)),
+        header, rows = read_metadata(csv_path)
+        source_columns = sorted((c for c in header if re.fullmatch(r"source_\d+_path", c)),
                                 key=lambda c: int(c.split("_")[1]))
-        missing = [c for c in ("mixture_ID", "mixture_path") if c not in columns]
+        missing = [c for c in ("mixture_ID", "mixture_path") if c not in header]
         if not rows or missing or not source_columns:
             raise UserError(f"{csv_path}: expected LibriMix columns mixture_ID, mixture_path, "
                             f"source_1_path, ... and at least one row"
-                            + (f" (no {', '.join(missing)} column)" if rows and missing else ""))
+                            + (f" (row 1, the header, has no {', '.join(missing)} column)" if rows and missing else ""))
         if len(source_columns) != num_spks:
             raise UserError(f"{csv_path} lists {len(source_columns)} sources per mixture but num_spks is "
                             f"{num_spks}: pass --num_spks {len(source_columns)} or use the Libri"
                             f"{num_spks}Mix metadata")
-        for row in rows:
-            utterances.append(Utterance(row["mixture_ID"], _local_path(row["mixture_path"], root),
-                                        [_local_path(row[c], root) for c in source_columns]))
+        first_row_of = {}
+        for number, cells in rows:
+            where = f"{csv_path}, row {number}"
+            if len(cells) < len(header):
+                raise UserError(f"{where}: {len(cells)} cells, but the header has {len(header)} columns: "
+                                f"complete the row or remove it")
+            row = dict(zip(header, cells))
+            for column in ("mixture_ID", "mixture_path", *source_columns):
+                if not row[column].strip():
+                    raise UserError(f"{where}, column {column}: empty: fill it in or remove the row")
+            mixture_id = row["mixture_ID"]
+            if mixture_id in first_row_of:
+                raise UserError(f"{where}, column mixture_ID: {mixture_id} is also row {first_row_of[mixture_id]}: "
+                                f"mixture IDs must be unique")
+            first_row_of[mixture_id] = number
+            utterances.append(Utterance(mixture_id, _local_path(row["mixture_path"], root),
+                                        [_local_path(row[c], root) for c in source_columns], where))
     return utterances
 
 
@@ -153,6 +184,10 @@ def read_audio(path, sample_rate):
 
 def read_utterance(utt, sample_rate):
     """(record for MindRecord, rates seen) or AudioError for one mixture and its sources."""
+    for path in (utt.mixture_path, *utt.source_paths):
+        if utt.listed_in and not path.is_file():
+            raise AudioError(f"{path}: no such file, listed in {utt.listed_in}: correct the path or pass "
+                             f"--skip_bad")
     mixture, rate = read_audio(utt.mixture_path, sample_rate)
     rates = {rate: utt.mixture_path}
     sources = []

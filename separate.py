@@ -5,7 +5,9 @@
     python separate.py --onnx dprnn.onnx INPUT... --out_dir separated     # onnxruntime
     python separate.py --ckpt_path causal.ckpt --streaming [--block_ms 20] INPUT...  # a causal model
 
-INPUT: audio files or folders of them (wav, flac, ogg: anything soundfile reads). Writes
+INPUT: audio files or folders of them (wav, flac, ogg: anything soundfile reads; anything else found,
+and any file that cannot be separated, gets one `skipped:` line with the reason, and the others go on;
+the exit status is 0 when at least one file was separated, 1 when none was). Writes
 OUT_DIR/<folders>/<name>_s1.wav ... <name>_sC.wav, mirroring the inputs' folders below their common
 parent, 16-bit if the input was integer PCM, float otherwise; existing outputs are replaced only
 with --overwrite. Each talker is brought to its level in the recording (least-squares gains under
@@ -22,7 +24,7 @@ same output as `--window 0`, with the model's latency (README, "Real-time separa
 import argparse
 from pathlib import Path
 
-from config import load_config
+from config import check_length, load_config
 
 import librosa
 import numpy as np
@@ -97,10 +99,9 @@ def main(argv=None):
     if not (cfg.mindir or cfg.onnx or cfg.ckpt_path):
         raise UserError("pass --ckpt_path CHECKPOINT, --mindir MODEL or --onnx MODEL")
     setup_device(**cfg.group("device"))
-    files = find_inputs(cfg.inputs)
+    files, skipped = find_inputs(cfg.inputs)
     check_output_dir(cfg.out_dir, "--out_dir")
-    if cfg.block_ms <= 0:
-        raise UserError(f"--block_ms must be > 0, got {cfg.block_ms}")
+    check_length("--block_ms", cfg, cfg.block_ms, unit=1e-3, whole_frame=False)
     separation, cfg = make_separation(cfg)
     stems = output_stems(files, cfg.out_dir)
     if not cfg.overwrite:
@@ -108,7 +109,9 @@ def main(argv=None):
         if existing:
             raise UserError(f"{existing[0]} exists ({len(existing)} of the outputs do): pass --overwrite "
                             f"to replace them, or choose another --out_dir")
-    failed = []
+    for line in skipped:
+        print(f"skipped: {line}")
+    separated = 0
     for path, stem in tqdm(list(zip(files, stems)), desc="files", unit="file"):
         try:
             outputs, scales = separate_file(path, stem, separation, cfg.num_spks,
@@ -120,13 +123,14 @@ def main(argv=None):
             if cfg.plot:
                 plot_spectrograms(path, outputs, stem.with_name(f"{stem.name}_spectrograms.png"))
             tqdm.write(f"{path} -> {', '.join(str(p) for p in outputs)}")
+            separated += 1
         except (UserError, sf.LibsndfileError) as err:
-            failed.append(str(err))
+            skipped.append(str(err))
             tqdm.write(f"skipped: {err}")
-    print(f"separated {len(files) - len(failed)} of {len(files)} files into {cfg.out_dir}")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(files)} files not separated (see 'skipped:' above); "
-                        f"the first: {failed[0]}")
+    if not separated:
+        raise UserError(f"no file separated: {skipped[0]}")
+    print(f"separated {separated} file{'s' * (separated != 1)} into {cfg.out_dir}"
+          + (f"; skipped {len(skipped)} (the 'skipped:' lines above)" if skipped else ""))
 
 
 if __name__ == "__main__":

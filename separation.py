@@ -25,7 +25,6 @@ from errors import UserError
 from fileio import atomic_path, made_folders
 from mindir import check_form
 
-READABLE = {"." + ext.lower() for ext in sf.available_formats()}
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
 
 
@@ -165,19 +164,46 @@ class FixedLengthSeparator:
                             f"--export_length it was exported with") from None
 
 
+def audio_problem(path):
+    """Why soundfile cannot read the file at path as audio, or None when it can."""
+    if not path.exists():
+        return "a broken link"
+    if path.suffix.lower() == ".raw":  # soundfile would need its rate and format
+        return "headerless RAW samples (no rate, no format): convert it to wav or flac"
+    try:
+        info = sf.info(str(path))
+    except PermissionError:
+        return "no permission to read it"
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return f"not audio that soundfile reads ({reason})"
+    return "no samples" if info.frames == 0 else None
+
+
 def find_inputs(paths):
-    """Audio files named or found (recursively) in named folders, in order, each once; UserError if none."""
-    files = []
+    """(audio files named or found (recursively) in named folders, in order, each once; "path: why"
+    for every other file named or found). A UserError for a path that does not exist, or when none
+    of the files is audio."""
+    candidates = []
     for path in map(Path, paths):
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in READABLE and p.is_file())
-        elif path.exists():
-            files.append(path)
+            candidates += sorted(p for p in path.rglob("*") if not p.is_dir())
+        elif path.exists() or path.is_symlink():
+            candidates.append(path)
         else:
             raise UserError(f"{path}: no such file or folder")
+    files, skipped = [], []
+    for path in candidates:
+        problem = audio_problem(path)
+        if problem:
+            skipped.append(f"{path}: {problem}")
+        else:
+            files.append(path)
     if not files:
-        raise UserError(f"no audio files in {', '.join(paths)} (looked for {', '.join(sorted(READABLE))})")
-    return list({p.resolve(): p for p in files}.values())
+        raise UserError(f"no audio in {', '.join(paths)}: "
+                        + (f"{len(skipped)} files, none of them audio (the first: {skipped[0]})" if skipped
+                           else "no files"))
+    return list({p.resolve(): p for p in files}.values()), skipped
 
 
 def output_stems(files, out_dir):

@@ -209,6 +209,14 @@ def write_split(root, final_root, split, count, pool, num_spks, seed, split_inde
             writer.writerows(split_rows)
 
 
+def demo_mindrecord(cfg, work_dir):
+    """The demo set made and preprocessed (cfg's settings) under work_dir; returns the MindRecord folder."""
+    from librimix import preprocess  # MindSpore: only this needs it
+    out_dir = Path(work_dir) / "data"
+    preprocess(make_librimix(Path(work_dir) / "librimix", num_spks=cfg.num_spks), out_dir, cfg)
+    return out_dir
+
+
 def make_librimix(out_dir, num_spks=2, counts=(200, 20, 20), seed=0, sample_rate=8000,
                   speakers_per_split=(100, 12, 12)):
     """Write `out_dir/Libri{C}Mix/wav{k}k/min/...` and return that folder.

@@ -151,8 +151,23 @@ CASES = [
      "{base}/corpora/Libri2Mix"),
     ("scripts/make_demo_data.py", ["--out_dir", "{out}", "--n_train", "0"], "--n_train"),
 ]
+CASES += [  # every length a script takes on its own command line: zero, negative, NaN, too short
+    ("bench.py", ["train", "--seconds", "0"], "--seconds must be a finite number > 0, got 0"),
+    ("bench.py", ["infer", "--seconds", "-2"], "--seconds must be a finite number > 0, got -2"),
+    ("bench.py", ["infer", "--seconds", "0.001"], "--seconds 0.001 is 8 samples at 8000 Hz, shorter than the "
+                                                  "model's kernel_size 16: the smallest valid --seconds is 0.002"),
+    ("bench.py", ["stream", "--block_ms", "20", "nan"], "--block_ms must be a finite number > 0, got nan"),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{out}", "--block_ms", "0"],
+     "--block_ms must be a finite number > 0, got 0"),
+    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--export_length", "-1", "--file_name", "{out}/m"],
+     "export_length"),
+    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--export_length", "0.001", "--file_name", "{out}/m"],
+     "export_length 0.001 s is 8 samples at 8000 Hz, shorter than the model's kernel_size 16"),
+    ("evaluate.py", ["--ckpt_path", "{base}/tiny.ckpt", "--data_dir", "{data}", "--results_dir", "{out}",
+                     "--eval_segment", "-1"], "eval_segment"),
+]
 TAKES_THE_CONFIG = ("preprocess.py", "train.py", "evaluate.py", "export.py", "separate.py",
-                    "preprocess_310.py", "postprocess.py")
+                    "preprocess_310.py", "postprocess.py", "bench.py")
 
 
 def tree(*folders):
@@ -190,3 +205,31 @@ def test_bad_input_is_one_line_exit_1_and_changes_nothing(base, librimix, tmp_pa
     assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
     assert names.format(**fill) in message, message
     assert tree(*watched) == before
+
+
+@pytest.mark.parametrize("script, argv, setting", [
+    ("export.py", ["--export_length", "0.001", "--file_name", "{out}/model"], "export_length 0.001 s is 8 samples"),
+    ("evaluate.py", ["--eval_segment", "0.001", "--data_dir", "{data}", "--results_dir", "{out}"],
+     "eval_segment 0.001 s is 8 samples"),
+    ("separate.py", ["--window", "0.0015", "{mixture}", "--out_dir", "{out}"], "window 0.0015 s is 12 samples"),
+])
+def test_a_length_too_short_for_the_checkpoints_kernel_is_one_line(base, tmp_path, monkeypatch, script, argv,
+                                                                   setting):
+    """The config's kernel_size (2) allows these lengths; the checkpoint's own (16, from its model_args) does
+    not. Refused once the checkpoint's settings apply, before any graph is compiled: no rank_0/ dump."""
+    _, data_dir, mixture = base
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "mine.txt").write_text("mine")
+    fill = dict(out=out, data=data_dir, mixture=mixture)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    main = script_main(script)
+    with pytest.raises(SystemExit) as stopped:
+        run_main(lambda: main(["--ckpt_path", str(ROOT / "scripts" / "selftest" / "tiny.ckpt"),
+                               *[a.format(**fill) for a in argv]]))
+    assert stopped.value.code.startswith(f"error: {setting} at 8000 Hz, shorter than the model's kernel_size 16: "
+                                         f"the smallest valid ")
+    assert stopped.value.code.endswith(" is 0.002 s") and "\n" not in stopped.value.code
+    assert [p.name for p in out.iterdir()] == ["mine.txt"] and not list(work.iterdir())

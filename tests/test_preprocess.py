@@ -249,3 +249,54 @@ def test_a_kill_at_any_step_leaves_the_old_set_or_the_new_one(librimix, tmp_path
         assert len(list((out / ".preprocess").iterdir())) == 2
         assert all(p.exists() for p in out.iterdir())  # no dangling links
     assert run.returncode == 0 and seen == {"old", "new"} and kill_at > 10
+
+
+def damaged_csv(librimix, tmp_path, damage):
+    """A copy of the demo set's metadata (its audio listed by absolute paths) with the test CSV's
+    lines changed; returns (root, the test CSV's path)."""
+    root = tmp_path / "damaged"
+    shutil.copytree(librimix / "metadata", root / "metadata")
+    csv_path = root / "metadata" / "mixture_test_mix_clean.csv"
+    csv_path.write_bytes(damage(csv_path.read_text().splitlines(), csv_path))
+    return root, csv_path
+
+
+def replace_cell(line, column, value):
+    cells = line.split(",")
+    cells[column] = value
+    return ",".join(cells)
+
+
+@pytest.mark.parametrize("damage, expected", [
+    (lambda lines, _: "\n".join(lines[:2] + [replace_cell(lines[2], 3, "")] + lines[3:]).encode(),
+     "{csv}, row 3, column source_2_path: empty: fill it in or remove the row"),
+    (lambda lines, _: "\n".join(lines[:2] + [replace_cell(lines[2], 1, " ")] + lines[3:]).encode(),
+     "{csv}, row 3, column mixture_path: empty: fill it in or remove the row"),
+    (lambda lines, _: "\n".join(lines[:3] + [",".join(lines[3].split(",")[:3])] + lines[4:]).encode(),
+     "{csv}, row 4: 3 cells, but the header has 5 columns: complete the row or remove it"),
+    (lambda lines, _: "\n".join(lines[:3] + [replace_cell(lines[3], 0, lines[1].split(",")[0])]).encode(),
+     "{csv}, row 4, column mixture_ID: {first_id} is also row 2: mixture IDs must be unique"),
+    (lambda lines, _: ("\n".join(lines[:2]) + "\n").encode() + b"caf\xe9" + ("\n".join(lines[2:])).encode(),
+     "{csv}, row 3: byte 0xe9 is not UTF-8: save the CSV as UTF-8"),
+    (lambda lines, _: "\n".join([lines[0].replace("mixture_path", "mix_path")] + lines[1:]).encode(),
+     "{csv}: expected LibriMix columns mixture_ID, mixture_path, source_1_path, ... and at least one row "
+     "(row 1, the header, has no mixture_path column)"),
+], ids=["empty-source", "blank-mixture", "few-cells", "duplicate-id", "not-utf8", "header"])
+def test_csv_errors_name_the_csv_the_row_and_the_column(librimix, tmp_path, damage, expected):
+    from librimix import librimix_utterances
+    root, csv_path = damaged_csv(librimix, tmp_path, damage)
+    first_id = csv_rows(librimix, "test")[0]["mixture_ID"]
+    with pytest.raises(UserError) as err:
+        librimix_utterances(root, "test", "mix_clean", 2)
+    assert str(err.value) == expected.format(csv=csv_path, first_id=first_id)
+
+
+def test_a_missing_file_names_the_csv_row_that_lists_it(librimix, tmp_path):
+    """Through preprocess.py's library as a user runs it: the row is named in the one-line error."""
+    def point_row_3_elsewhere(lines, _):
+        return "\n".join(lines[:2] + [replace_cell(lines[2], 2, "/nowhere/s1.wav")] + lines[3:]).encode()
+    root, csv_path = damaged_csv(librimix, tmp_path, point_row_3_elsewhere)
+    with pytest.raises(UserError) as err:
+        preprocess(root, tmp_path / "out", config())
+    assert str(err.value).startswith(f"/nowhere/s1.wav: no such file, listed in {csv_path}, row 3: correct the path")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

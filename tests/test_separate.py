@@ -164,10 +164,41 @@ def test_rate_format_and_channels_follow_the_input(tmp_path):
 
 def test_inputs_from_files_and_folders(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
-    for name in ("a/x.wav", "a/b/y.flac", "a/notes.txt"):
-        (tmp_path / name).write_bytes(b"")
-    found = find_inputs([str(tmp_path / "a")])
+    for name in ("a/x.wav", "a/b/y.flac"):
+        sf.write(tmp_path / name, np.zeros(100, np.float32), 8000)
+    (tmp_path / "a" / "notes.txt").write_text("notes")
+    found, skipped = find_inputs([str(tmp_path / "a")])
     assert [p.name for p in found] == ["y.flac", "x.wav"]
+    assert skipped == [f"{tmp_path / 'a' / 'notes.txt'}: not audio that soundfile reads (Error opening "
+                       f"'{tmp_path / 'a' / 'notes.txt'}': Format not recognised.)"]
+
+
+def test_everything_in_a_folder_that_is_not_audio_is_skipped_with_its_reason(tmp_path):
+    """What a messy folder holds beside one good wav (in a subfolder): each other entry is named once
+    with why, and the wav is found."""
+    messy = tmp_path / "messy"
+    (messy / "sub").mkdir(parents=True)
+    sf.write(messy / "sub" / "good.wav", np.full(800, 0.1, np.float32), 8000)
+    (messy / "notes.raw").write_bytes(np.random.default_rng(0).bytes(4000))
+    (messy / "readme.txt").write_text("read me")
+    (messy / "random.wav").write_bytes(np.random.default_rng(1).bytes(4000))
+    (messy / "zero.wav").write_bytes(b"")
+    (messy / "folder.wav").mkdir()
+    (messy / "broken.flac").symlink_to(tmp_path / "nowhere.flac")
+    found, skipped = find_inputs([str(messy)])
+    assert found == [messy / "sub" / "good.wav"]
+    reasons = {line.split(": ", 1)[0]: line.split(": ", 1)[1] for line in skipped}
+    assert set(reasons) == {str(messy / n) for n in ("notes.raw", "readme.txt", "random.wav", "zero.wav",
+                                                      "broken.flac")}
+    assert reasons[str(messy / "notes.raw")].startswith("headerless RAW samples")
+    assert reasons[str(messy / "broken.flac")] == "a broken link"
+    assert all(reasons[str(messy / n)].startswith("not audio that soundfile reads")
+               for n in ("readme.txt", "random.wav", "zero.wav"))
+    with pytest.raises(UserError, match=f"^no audio in {messy / 'sub'}: no files$"):
+        (messy / "sub" / "good.wav").unlink()
+        find_inputs([str(messy / "sub")])
+    with pytest.raises(UserError, match="^no audio in .*: 5 files, none of them audio"):
+        find_inputs([str(messy)])
 
 
 def run_separate(*argv):
@@ -192,9 +223,9 @@ def test_command_line_separates_good_files_and_reports_bad_ones(prepared, librim
     (out / "notes.txt").write_text("mine")
     argv = ["--ckpt_path", str(ckpt), *TINY, str(inputs), "--out_dir", str(out), "--plot"]
     result = run_separate(*argv)
-    assert result.returncode == 1
-    assert f"skipped: {inputs / 'broken.wav'}: unreadable audio" in result.stdout + result.stderr
-    assert "separated 3 of 4 files" in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert f"skipped: {inputs / 'broken.wav'}: not audio that soundfile reads" in result.stdout
+    assert "separated 3 files into " + str(out) + "; skipped 1" in result.stdout
     made = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     assert made == ["good_s1.wav", "good_s2.wav", "good_spectrograms.png", "notes.txt", "sub",
                     "sub/good_s1.wav", "sub/good_s2.wav", "sub/good_spectrograms.png",
@@ -210,7 +241,7 @@ def test_command_line_separates_good_files_and_reports_bad_ones(prepared, librim
         f"error: {out / 'good_s1.wav'} exists (6 of the outputs do): pass --overwrite to replace "
         f"them, or choose another --out_dir"]
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
-    assert "separated 3 of 4 files" in run_separate(*argv, "--overwrite").stdout
+    assert "separated 3 files into " + str(out) + "; skipped 1" in run_separate(*argv, "--overwrite").stdout
     assert (out / "notes.txt").read_text() == "mine"
 
 
@@ -236,3 +267,24 @@ def test_onnx_model_separates_a_recording_as_its_checkpoint_does(librimix, tmp_p
         last_window = (len(a) - 3000 - 1) // 9000 * 9000  # windows of 12000 samples, hop 9000
         assert len(a) == len(b) == sf.info(str(mixture)).frames
         assert np.abs(a[:last_window].astype(int) - b[:last_window]).max() <= 1
+
+
+def test_a_messy_folder_separates_its_audio_and_names_the_rest(tmp_path):
+    """The command line on a folder holding a .raw of random bytes and a text file beside a good wav in a
+    subfolder (issue 30): the wav is separated, the others named once each, exit status 0."""
+    messy = tmp_path / "messy"
+    (messy / "sub").mkdir(parents=True)
+    sf.write(messy / "sub" / "good.wav", np.full(4000, 0.1, np.float32), 8000, subtype="PCM_16")
+    (messy / "notes.raw").write_bytes(np.random.default_rng(0).bytes(4000))
+    (messy / "readme.txt").write_text("read me")
+    out = tmp_path / "out"
+    result = run_separate("--ckpt_path", str(ROOT / "scripts" / "selftest" / "tiny.ckpt"), str(messy), "--out_dir",
+                          str(out))
+    assert result.returncode == 0, result.stderr[-500:]
+    skipped = [line for line in result.stdout.splitlines() if line.startswith("skipped: ")]
+    assert skipped == [f"skipped: {messy / 'notes.raw'}: headerless RAW samples (no rate, no format): convert it "
+                       f"to wav or flac",
+                       f"skipped: {messy / 'readme.txt'}: not audio that soundfile reads (Error opening "
+                       f"'{messy / 'readme.txt'}': Format not recognised.)"]
+    assert result.stdout.splitlines()[-1] == f"separated 1 file into {out}; skipped 2 (the 'skipped:' lines above)"
+    assert sorted(p.name for p in out.iterdir()) == ["good_s1.wav", "good_s2.wav"]
