@@ -30,16 +30,32 @@ def atomic_path(path):
     On any error (or kill) the temporary file is removed and `path` keeps its old content. An
     OSError while writing (full disk, read-only place) becomes a one-line UserError.
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial{path.suffix}")
-    try:
+    with atomic_paths(path) as (tmp,):
         yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_paths(*paths):
+    """atomic_path for files that belong together (a result table and its summary, one wav per
+    talker): temporary paths to write, and only when every one of them is written and flushed to
+    disk are they renamed over the targets. A full disk or an error while writing any of them
+    leaves every target as it was."""
+    paths = [Path(path) for path in paths]
+    tmps = [path.with_name(f".{path.name}.partial{path.suffix}") for path in paths]
+    try:
+        yield tmps
+        for path, tmp in zip(paths, tmps):
+            try:
+                _fsync(tmp)
+            except OSError as err:
+                raise _cannot_write(path, err) from None
+        for path, tmp in zip(paths, tmps):
+            os.replace(tmp, path)
     except OSError as err:
-        raise _cannot_write(path, err) from None
+        raise _cannot_write(paths[0], err) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
 
 
 def write_text(path, text):

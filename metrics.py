@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from errors import UserError
-from fileio import atomic_path, write_text
+from fileio import atomic_paths
 
 EPS = 1e-8
 
@@ -177,15 +177,16 @@ def results_file(summary):
 
 
 def write_results(rows, summary, results_dir):
-    """per_utterance.csv (zoo: per_segment.csv) and summary.json in results_dir, each replaced
-    whole or not at all."""
+    """per_utterance.csv (zoo: per_segment.csv) and summary.json in results_dir, replaced together,
+    whole, or not at all."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(results_dir / results_file(summary)) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    write_text(results_dir / "summary.json", json.dumps(summary, indent=1) + "\n")
+    with atomic_paths(results_dir / results_file(summary), results_dir / "summary.json") as (table, summary_tmp):
+        with open(table, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        summary_tmp.write_text(json.dumps(summary, indent=1) + "\n")
 
 
 def print_summary(summary):

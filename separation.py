@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from device import eager_mode
 from errors import UserError
-from fileio import atomic_path, made_folders
+from fileio import atomic_paths, made_folders
 from mindir import check_form
 
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
@@ -351,8 +351,7 @@ def separate_file(path, stem, windowed, num_spks, window_bar):
                     peaks, gains = windowed.run(source, writers, window_bar)
             peaks = peaks * np.abs(gains)
             scales = [min(1.0, FULL_SCALE / peak) if peak > 0 else 1.0 for peak in peaks]
-            with ExitStack() as replacing:
-                targets = [replacing.enter_context(atomic_path(p)) for p in finals]
+            with atomic_paths(*finals) as targets:
                 for float_path, target, scale, gain in zip(floats, targets, scales, gains):
                     _copy_scaled(float_path, target, scale * gain, info)
         finally:

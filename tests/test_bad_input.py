@@ -233,3 +233,42 @@ def test_a_length_too_short_for_the_checkpoints_kernel_is_one_line(base, tmp_pat
                                          f"the smallest valid ")
     assert stopped.value.code.endswith(" is 0.002 s") and "\n" not in stopped.value.code
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and not list(work.iterdir())
+
+
+@pytest.mark.parametrize("script, argv, full_at, old_files", [
+    ("evaluate.py", ["--ckpt_path", "{base}/tiny.ckpt", "--data_dir", "{data}", "--results_dir", "{out}"],
+     "summary.json", ["per_utterance.csv", "summary.json"]),
+    ("separate.py", ["--ckpt_path", "{base}/tiny.ckpt", "{mixture}", "--out_dir", "{out}", "--overwrite"],
+     "_s1.wav", ["{stem}_s1.wav", "{stem}_s2.wav"]),
+    ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{out}/model"], "model.mindir",
+     ["model.mindir"]),
+])
+def test_a_full_disk_replaces_nothing(base, tmp_path, monkeypatch, script, argv, full_at, old_files):
+    """The disk fills while the last of a run's files is flushed (simulated: the flush raises ENOSPC):
+    one line, exit 1, and every earlier output as it was, the files written together included."""
+    import errno
+    import fileio
+    _, data_dir, mixture = base
+    out = tmp_path / "out"
+    out.mkdir()
+    fill = dict(base=base[0], data=data_dir, mixture=mixture, out=out, stem=Path(mixture).stem)
+    for name in old_files + ["mine.txt"]:
+        (out / name.format(**fill)).write_text("an earlier run's")
+    real_fsync = fileio._fsync
+
+    def fsync(path):  # the hidden file written for the target whose name ends with full_at
+        if Path(path).name.split(".partial")[0].endswith(full_at):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(path)
+    monkeypatch.setattr(fileio, "_fsync", fsync)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = tree(out)
+    main = script_main(script)
+    with pytest.raises(SystemExit) as stopped:
+        run_main(lambda: main(TINY + [a.format(**fill) for a in argv]))
+    message = stopped.value.code
+    assert isinstance(message, str) and message.startswith("error: ") and "\n" not in message, message
+    assert "cannot write it (disk full); nothing was replaced" in message, message
+    assert tree(out) == before and not list(work.iterdir())
