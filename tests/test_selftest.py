@@ -64,3 +64,19 @@ def test_a_missing_golden_file_is_named(golden_copy, name):
     (golden_copy / name).unlink()
     with pytest.raises(UserError, match=f"^{golden_copy / name}: no such golden file: restore scripts/selftest/"):
         selftest_main(["--golden_dir", str(golden_copy)])
+
+
+def test_a_device_error_is_a_fail_row_and_the_other_checks_still_run(monkeypatch, capsys):
+    """On new hardware a check fails with MindSpore's own error (a missing kernel, a compile): the
+    table says so in its row and goes on."""
+    import device_check
+
+    def no_kernel(cfg, target):
+        raise RuntimeError("For 'DynamicRNN', the kernel is not found on this device.\n(C++ stack ...)")
+    monkeypatch.setattr(device_check, "check_training", no_kernel)
+    with pytest.raises(UserError, match="^self-test on CPU failed: train$"):
+        selftest_main([])
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:-1]}
+    assert rows["train"].split()[1] == "FAIL"
+    assert "For 'DynamicRNN', the kernel is not found on this device." in rows["train"]
+    assert [rows[name].split()[1] for name in ("golden", "export", "mindir")] == ["PASS", "PASS", "PASS"]
