@@ -21,7 +21,6 @@ reports the model's algorithmic latency, the compute per block (median, 99th per
 eagerly: the cpu form (float32 LSTMs) and the ascend form with DynamicRNN's documented float16
 function run on CPU (device_check.float16_lstm_cost): what the Ascend 310's float16 LSTMs cost.
 """
-import argparse
 import importlib.metadata
 import json
 import resource
@@ -37,7 +36,7 @@ import numpy as np
 from data import mindrecord_file, train_dataset
 from device import setup_device
 from device_check import float16_lstm_cost
-from errors import UserError, run_main
+from errors import ArgumentParser, UserError, run_main
 from model import count_parameters
 from scripts.make_demo_data import demo_mindrecord
 from network_define import build_network
@@ -145,7 +144,7 @@ def bench_stream(cfg, seconds, blocks_ms):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["data", "train", "infer", "stream", "fp16"])
     parser.add_argument("--passes", type=int, default=3, help="measured passes over the data (data)")
     parser.add_argument("--batch", type=int, default=1, help="batch size (train)")

@@ -3,14 +3,13 @@
 Every script calls `load_config()`: the defaults, then `--config_path other.yaml` (only the keys it
 changes), then `--key value` on the command line, each typed and checked against the default.
 """
-import argparse
 import math
 from pathlib import Path
 
 import yaml
 
 import device  # first: it sets MindSpore's environment before model.py loads MindSpore
-from errors import UserError
+from errors import ArgumentParser, UserError
 from model import INITS, NORMS, RNNS
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_config.yaml"
@@ -226,7 +225,7 @@ def load_config(argv=None, parser=None, verbose=True):
     parser: the script's own argparse parser for arguments that are not hyper-parameters
     (input files, checkpoint paths); those come back as attributes of the Config too.
     """
-    parser = parser or argparse.ArgumentParser()
+    parser = parser or ArgumentParser()
     parser.allow_abbrev = False
     parser.add_argument("--config_path", default=str(DEFAULT_CONFIG),
                         help="YAML file whose settings replace the defaults")

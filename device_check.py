@@ -16,10 +16,11 @@ import numpy as np
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import UserError
-from fileio import atomic_path
+from fileio import atomic_paths, check_output_dir, made_folders
 from layers import emulate_dynamic_rnn
 from metrics import score_utterances, separate_utterances
-from network_define import build_network, checkpoint_settings, export_network, model_args, network_from_checkpoint
+from network_define import (build_network, checkpoint_settings, export_network, model_args, network_from_checkpoint,
+                            save_checkpoint)
 from separation import FixedLengthSeparator, load_mindir
 from train_wrapper import build_train_step
 
@@ -151,18 +152,17 @@ def make_golden(cfg, golden_dir):
     """Write tiny.ckpt and golden.npz (CPU only): a fresh tiny model and its output on a fixed mixture."""
     if setup_device(**cfg.group("device")) != "CPU":
         raise UserError("golden files are computed on CPU: add --device_target CPU")
-    golden_dir = Path(golden_dir)
-    golden_dir.mkdir(parents=True, exist_ok=True)
+    golden_dir = check_output_dir(golden_dir, "--golden_dir")
     ms.set_seed(1)
     net = build_network(cfg.group("model"))
-    with atomic_path(golden_dir / "tiny.ckpt") as tmp:
-        ms.save_checkpoint(net, str(tmp), append_dict={"model_args": model_args(cfg)})
     mixture = built_in_batch(cfg.sample_rate, batch=1)[0]
-    net, _ = network_from_checkpoint(golden_dir / "tiny.ckpt", checkpoint_settings(cfg))
-    net.set_train(False)
-    output = net(ms.Tensor(mixture)).asnumpy()
-    with atomic_path(golden_dir / "golden.npz") as tmp:
-        with open(tmp, "wb") as f:
+    # the two belong together: a failure while writing either leaves both as they were
+    with made_folders(golden_dir), atomic_paths(golden_dir / "tiny.ckpt", golden_dir / "golden.npz") as (ckpt, npz):
+        save_checkpoint(net, ckpt, {"model_args": model_args(cfg)})
+        net, _ = network_from_checkpoint(ckpt, checkpoint_settings(cfg))  # the output of the file as written
+        net.set_train(False)
+        output = net(ms.Tensor(mixture)).asnumpy()
+        with open(npz, "wb") as f:
             np.savez(f, mixture=mixture, output=output)
     print(f"wrote {golden_dir / 'tiny.ckpt'} and {golden_dir / 'golden.npz'}")
 

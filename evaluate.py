@@ -20,7 +20,6 @@ with: pieces of that length (or zoo segments of it), as the Ascend 310 path scor
 Writes results_dir/per_utterance.csv (zoo: per_segment.csv) and results_dir/summary.json and
 prints the averages the way the model zoo does.
 """
-import argparse
 from pathlib import Path
 
 from config import load_config
@@ -29,7 +28,7 @@ from tqdm import tqdm
 
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
-from errors import run_main
+from errors import ArgumentParser, run_main
 from fileio import check_output_dir
 from metrics import (evaluation_protocol, fixed_length_protocol, print_summary, results_file, score_utterances,
                      separate_utterances, summarize, write_results)
@@ -38,7 +37,7 @@ from separation import FixedLengthSeparator, Separator, load_onnx
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx", default="", help="an exported ONNX model instead of --ckpt_path (onnxruntime)")
     cfg = load_config(argv, parser)
     check_output_dir(cfg.results_dir, "--results_dir")

@@ -12,12 +12,11 @@ host's): the ascend form's LSTMs are DynamicRNN nodes in float16, which only Asc
 gpu forms' are LSTM nodes, which Ascend cannot build. Every operator of the written file is checked
 against its target (mindir.py) before the file takes its name.
 """
-import argparse
 
 from config import load_config
 
 from device import setup_device
-from errors import run_main
+from errors import ArgumentParser, run_main
 from fileio import check_output_file
 from mindir import TARGETS, check_form, check_operators
 from network_define import (SUFFIX, check_export_target, checkpoint_settings, export_network,
@@ -25,7 +24,7 @@ from network_define import (SUFFIX, check_export_target, checkpoint_settings, ex
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--file_name", default="dprnn", help="output path without suffix")
     parser.add_argument("--check_mindir", default="", help="only check that this MindIR is of the "
                         "--export_target form and that every operator of it runs there")

@@ -6,6 +6,7 @@ result where the user looks, and an earlier result stays as it was until the new
 """
 import errno
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,9 +19,26 @@ def _fsync(path):
         os.fsync(f.fileno())
 
 
-def _cannot_write(path, err):
-    reason = "disk full" if err.errno == errno.ENOSPC else (err.strerror or str(err))
-    return UserError(f"{path}: cannot write it ({reason}); nothing was replaced")
+class OutputError(UserError):
+    """An output that could not be written (a full disk, a read-only place): unlike a bad input, it
+    stops the whole run, since every later output would fail the same way."""
+
+
+def cannot_write(path, err):
+    """The OutputError for `path` from the error writing it raised. Not every writer says why
+    (libsndfile: "System error", numpy: "16000 requested and 0 written"): the disk is checked."""
+    if getattr(err, "errno", None) == errno.ENOSPC or _disk_full(path):
+        reason = "disk full"
+    else:
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+    return OutputError(f"{path}: cannot write it ({reason}); nothing was replaced")
+
+
+def _disk_full(path, below=1 << 20):
+    try:
+        return shutil.disk_usage(Path(path).parent).free < below
+    except OSError:
+        return False
 
 
 @contextmanager
@@ -48,11 +66,11 @@ def atomic_paths(*paths):
             try:
                 _fsync(tmp)
             except OSError as err:
-                raise _cannot_write(path, err) from None
+                raise cannot_write(path, err) from None
         for path, tmp in zip(paths, tmps):
             os.replace(tmp, path)
     except OSError as err:
-        raise _cannot_write(paths[0], err) from None
+        raise cannot_write(paths[0], err) from None
     finally:
         for tmp in tmps:
             tmp.unlink(missing_ok=True)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from errors import UserError
+from errors import UserError, reason_of
 from fileio import check_output_dir, made_folders
 
 import librosa
@@ -377,6 +377,9 @@ def _write_and_commit(split_of, outputs, names, writers, cfg, step):
         return outputs.commit(work_dir, step)
     except OSError as err:
         raise UserError(f"{outputs.out_dir}: cannot write the outputs ({err.strerror}); it keeps its "
+                        f"previous contents") from None
+    except RuntimeError as err:  # MindRecord's writer reports a full disk (and its other failures) so
+        raise UserError(f"{outputs.out_dir}: cannot write the outputs ({reason_of(err)}); it keeps its "
                         f"previous contents") from None
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -131,6 +131,16 @@ def load_checkpoint(path):
         raise UserError(f"{path}: not a readable MindSpore checkpoint ({str(err).splitlines()[0]})") from None
 
 
+def save_checkpoint(cell, path, extra):
+    """Write `cell`'s parameters and the `extra` entries (model_args, training state) to the file at
+    `path` as it is given: a hidden name of fileio.atomic_path's. MindSpore writes <name>.tmp first
+    and leaves it behind when writing fails (a full disk): removed here, so a failure leaves nothing."""
+    try:
+        ms.save_checkpoint(cell, str(path), append_dict=extra)
+    finally:
+        Path(path).with_suffix(".tmp").unlink(missing_ok=True)
+
+
 def load_weights(net, path, entries=None):
     """Put a checkpoint's weights into `net`, after checking every parameter is there with its shape.
 

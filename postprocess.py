@@ -7,19 +7,18 @@ input (files_310.py describes them); scores them by the protocol preprocess_310.
 them for (pieces put back into utterances, or the model zoo's segments scored one by one) and
 prints the averages as evaluate.py does.
 """
-import argparse
 from pathlib import Path
 
 from config import load_config
 
-from errors import run_main
+from errors import ArgumentParser, run_main
 from files_310 import read_manifest, result_utterances
 from fileio import check_output_dir
 from metrics import print_summary, score_utterances, summarize, write_results
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--infer_dir", default="infer_310", help="preprocess_310.py's output folder")
     parser.add_argument("--result_dir", default="", help="result bins (default: INFER_DIR/result_Files)")
     cfg = load_config(argv, parser)

@@ -11,16 +11,15 @@ MindRecord files (train_name / valid_name / test_name, shard_num shards each) ho
 utterances as 16-bit PCM. Everything is built in a temporary folder and moved into place only when
 complete, so a failure or Ctrl-C leaves out_dir as it was.
 """
-import argparse
 
 from config import load_config
 
-from errors import run_main
+from errors import ArgumentParser, run_main
 from librimix import preprocess, print_summary
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--in_dir", required=True, help="LibriMix folder (e.g. Libri2Mix/wav8k/min) "
                         "or model-zoo folder with tr/ cv/ tt/")
     parser.add_argument("--out_dir", default=None, help="output folder (default: data_dir)")

@@ -10,7 +10,6 @@ utterances shorter than export_length dropped, each utterance's last export_leng
 Writes infer_dir/input/NNNNNN.bin, infer_dir/manifest.json and infer_dir/references/ (files_310.py
 describes them), replacing only those.
 """
-import argparse
 from pathlib import Path
 
 from config import load_config
@@ -18,14 +17,14 @@ from config import load_config
 from tqdm import tqdm
 
 from data import mindrecord_file, read_index, read_split
-from errors import run_main
+from errors import ArgumentParser, run_main
 from files_310 import write_inputs
 from fileio import check_output_dir
 from metrics import fixed_length_protocol
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--infer_dir", default="infer_310", help="output folder")
     cfg = load_config(argv, parser)
     check_output_dir(cfg.infer_dir, "--infer_dir")

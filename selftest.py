@@ -15,7 +15,6 @@ export correctly on this device? Run it before a long training or a deployment.
 Prints a PASS/FAIL/SKIP table and exits 1 if anything failed. `--make_golden` (CPU only) writes the
 golden files anew from a freshly initialised tiny model: only after a deliberate model change.
 """
-import argparse
 import sys
 
 from config import load_config
@@ -23,11 +22,11 @@ from config import load_config
 import mindspore as ms
 
 from device_check import GOLDEN_DIR, TINY, make_golden, self_test
-from errors import UserError, run_main
+from errors import ArgumentParser, UserError, run_main
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--golden_dir", default=str(GOLDEN_DIR), help="tiny.ckpt and golden.npz")
     parser.add_argument("--make_golden", action="store_true", help="write the golden files anew (CPU)")
     cfg = load_config(TINY + (sys.argv[1:] if argv is None else argv), parser, verbose=False)

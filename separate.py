@@ -21,7 +21,6 @@ each file in one pass. `--streaming` feeds a causal model's checkpoint (causal: 
 blocks of `--block_ms` and writes what it outputs as it comes (streaming.StreamingSeparator): the
 same output as `--window 0`, with the model's latency (README, "Real-time separation").
 """
-import argparse
 from pathlib import Path
 
 from config import check_length, load_config
@@ -32,8 +31,8 @@ import soundfile as sf
 from tqdm import tqdm
 
 from device import setup_device
-from errors import UserError, run_main
-from fileio import atomic_path, check_output_dir
+from errors import ArgumentParser, UserError, run_main
+from fileio import OutputError, atomic_path, check_output_dir
 from network_define import checkpoint_settings, network_from_checkpoint
 from separation import (FixedLengthSeparator, Separator, WindowedSeparation, find_inputs, load_mindir, load_onnx,
                         output_paths, output_stems, separate_file)
@@ -85,7 +84,7 @@ def make_separation(cfg):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("inputs", nargs="+", help="audio files or folders")
     parser.add_argument("--out_dir", default="separated")
     parser.add_argument("--mindir", default="", help="an exported MindIR instead of --ckpt_path")
@@ -124,6 +123,8 @@ def main(argv=None):
                 plot_spectrograms(path, outputs, stem.with_name(f"{stem.name}_spectrograms.png"))
             tqdm.write(f"{path} -> {', '.join(str(p) for p in outputs)}")
             separated += 1
+        except OutputError:
+            raise
         except (UserError, sf.LibsndfileError) as err:
             skipped.append(str(err))
             tqdm.write(f"skipped: {err}")

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from device import eager_mode
 from errors import UserError
-from fileio import atomic_paths, made_folders
+from fileio import atomic_paths, cannot_write, made_folders
 from mindir import check_form
 
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
@@ -171,6 +171,7 @@ def audio_problem(path):
     if path.suffix.lower() == ".raw":  # soundfile would need its rate and format
         return "headerless RAW samples (no rate, no format): convert it to wav or flac"
     try:
+        open(path, "rb").close()  # libsndfile reports a file it may not read as a "System error"
         info = sf.info(str(path))
     except PermissionError:
         return "no permission to read it"
@@ -322,6 +323,35 @@ def _copy_scaled(source_path, target_path, scale, info, block=1 << 16):
             target.write(data * scale)
 
 
+# what soundfile raises when a write fails: LibsndfileError, or its check of the frames written
+WRITE_ERRORS = (sf.LibsndfileError, AssertionError, OSError)
+
+
+class TalkerWav:
+    """One talker's float wav, written while separating; a failed write (a full disk) is the final
+    file's OutputError, so that it stops the run instead of passing for a bad input."""
+
+    def __init__(self, path, final, samplerate):
+        self.final = final
+        try:
+            self.file = sf.SoundFile(str(path), "w", samplerate=samplerate, channels=1, format="WAV",
+                                     subtype="FLOAT")
+        except WRITE_ERRORS as err:
+            raise cannot_write(final, err) from None
+
+    def write(self, data):
+        try:
+            self.file.write(data)
+        except WRITE_ERRORS as err:
+            raise cannot_write(self.final, err) from None
+
+    def close(self):
+        try:
+            self.file.close()
+        except WRITE_ERRORS as err:
+            raise cannot_write(self.final, err) from None
+
+
 def separate_file(path, stem, windowed, num_spks, window_bar):
     """Write <stem>_s1.wav ...; returns their paths and the gains applied to keep them under full scale.
 
@@ -344,16 +374,20 @@ def separate_file(path, stem, windowed, num_spks, window_bar):
     with made_folders(stem.parent):
         try:
             with ExitStack() as writing:
-                writers = [writing.enter_context(sf.SoundFile(str(p), "w", samplerate=info.samplerate,
-                                                              channels=1, format="WAV", subtype="FLOAT"))
-                           for p in floats]
+                writers = []
+                for float_path, final in zip(floats, finals):
+                    writers.append(TalkerWav(float_path, final, info.samplerate))
+                    writing.callback(writers[-1].close)
                 with sf.SoundFile(str(path)) as source:
                     peaks, gains = windowed.run(source, writers, window_bar)
             peaks = peaks * np.abs(gains)
             scales = [min(1.0, FULL_SCALE / peak) if peak > 0 else 1.0 for peak in peaks]
             with atomic_paths(*finals) as targets:
-                for float_path, target, scale, gain in zip(floats, targets, scales, gains):
-                    _copy_scaled(float_path, target, scale * gain, info)
+                for float_path, final, target, scale, gain in zip(floats, finals, targets, scales, gains):
+                    try:
+                        _copy_scaled(float_path, target, scale * gain, info)
+                    except WRITE_ERRORS as err:
+                        raise cannot_write(final, err) from None
         finally:
             for p in floats:
                 p.unlink(missing_ok=True)

@@ -6,16 +6,15 @@ Writes into output_dir: config.yaml, periodic checkpoints dprnn-e{epoch}-s{step}
 Adam moments and the training state), best.ckpt (weights of the best validation SI-SNR),
 train_log.csv and train_curves.png. In data-parallel runs only rank 0 writes.
 """
-import argparse
 
 from config import load_config
 
-from errors import run_main
+from errors import ArgumentParser, run_main
 from trainer import train
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     train(load_config(argv, parser))
 
 

@@ -23,7 +23,7 @@ from errors import UserError
 from fileio import atomic_path, check_output_dir, write_text
 from model import count_parameters
 from network_define import (MODEL_ARGS, UtteranceScores, build_network, load_checkpoint, load_weights,
-                            mean_si_snr, model_args)
+                            mean_si_snr, model_args, save_checkpoint)
 from train_wrapper import build_train_step
 
 PIECEWISE_MILESTONES = (15, 45, 75)  # the model zoo's: lr halves at each
@@ -116,10 +116,7 @@ class RunDirectory:
                  for k, v in asdict(state).items() if k != "history"}
         extra[MODEL_ARGS] = self.model_args
         with atomic_path(self.path / name) as tmp:
-            try:
-                ms.save_checkpoint(cell, str(tmp), append_dict=extra)
-            finally:  # MindSpore writes <name>.tmp first and leaves it behind when writing fails
-                tmp.with_suffix(".tmp").unlink(missing_ok=True)
+            save_checkpoint(cell, tmp, extra)
 
     def save_state(self, train_step, state):
         self._save(train_step, f"dprnn-e{state.epoch:03d}-s{state.total_steps:08d}.ckpt", state)

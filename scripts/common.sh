@@ -15,17 +15,32 @@ config_value() {
 print(getattr(load_config(sys.argv[2:], verbose=False), sys.argv[1]))' "$key" "$@" 2>/dev/null || true
 }
 
-# run_logged DIR NAME COMMAND...: COMMAND's output on the terminal and appended to DIR/NAME (a
-# resumed run keeps the earlier run's log); the exit status is COMMAND's. With DIR empty (the
-# options are wrong) or not creatable, COMMAND runs unlogged and reports the problem itself.
+# run_logged DIR NAME COMMAND...: COMMAND's output on the terminal and appended to DIR/NAME as it
+# runs (a resumed run keeps the earlier run's log); the exit status is COMMAND's. A run that fails
+# without changing anything else in DIR (bad input) leaves DIR as it was: its log lines are taken
+# back and the folders made for it removed. With DIR empty (the options are wrong) or not creatable,
+# COMMAND runs unlogged and reports the problem itself.
 run_logged() {
     local dir=$1 name=$2
     shift 2
+    local first_new="" path=$dir
+    while [ -n "$path" ] && [ ! -e "$path" ] && [ ! -L "$path" ]; do first_new=$path; path=$(dirname "$path"); done
     if [ -z "$dir" ] || ! mkdir -p "$dir" 2>/dev/null; then
         "$@"
         return
     fi
-    echo "=== $(date '+%F %T') $*" >> "$dir/$name"
-    "$@" 2>&1 | tee -a "$dir/$name"
-    return "${PIPESTATUS[0]}"
+    local log=$dir/$name had_log=false size=0 stamp status=0
+    [ -f "$log" ] && had_log=true && size=$(stat -c %s "$log")
+    stamp=$(mktemp)
+    echo "=== $(date '+%F %T') $*" >> "$log"
+    "$@" 2>&1 | tee -a "$log" || status=$?
+    if [ "$status" -ne 0 ] && [ -z "$(find "$dir" -mindepth 1 -newer "$stamp" ! -path "$log" -print -quit)" ]; then
+        if $had_log; then truncate -s "$size" "$log"; else rm -f "$log"; fi
+        path=$dir
+        while [ -n "$first_new" ] && rmdir "$path" 2>/dev/null && [ "$path" != "$first_new" ]; do
+            path=$(dirname "$path")
+        done
+    fi
+    rm -f "$stamp"
+    return "$status"
 }

@@ -21,7 +21,6 @@ Both have ReLU masks. Asteroid's DPRNNTasNet has no ReLU after its encoder; the 
 zoo and this project do. `--peer_encoder_relu` also trains the peer with it
 (encoder_activation="relu"): the same architecture on both sides down to that ReLU.
 """
-import argparse
 import csv
 import itertools
 import json
@@ -36,7 +35,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from config import load_config  # noqa: E402  (the project's library, not a script)
-from errors import UserError, run_main  # noqa: E402
+from errors import ArgumentParser, UserError, run_main  # noqa: E402
 from metrics import si_snr  # noqa: E402
 
 DEMO_CONFIG = ROOT / "scripts" / "demo_config.yaml"
@@ -179,7 +178,7 @@ def report(seed, sides):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer_python", required=True, help="python of the peer's environment")
     parser.add_argument("--peer_trainer", required=True, help="the peer's train_asteroid.py")
     parser.add_argument("--epochs", type=int, default=10)

@@ -15,7 +15,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # numpy's threaded BLAS crawls on 2-core VMs
 
 import _ctypes  # noqa: E402
-import argparse
 import csv
 import ctypes
 import shutil
@@ -24,8 +23,8 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from errors import UserError, run_main  # noqa: E402  (after the path above)
-from fileio import check_output_dir  # noqa: E402
+from errors import ArgumentParser, UserError, run_main  # noqa: E402  (after the path above)
+from fileio import cannot_write, check_output_dir, made_folders  # noqa: E402
 
 import espeakng_loader  # noqa: E402
 import librosa
@@ -231,14 +230,14 @@ def make_librimix(out_dir, num_spks=2, counts=(200, 20, 20), seed=0, sample_rate
     if final.exists() and not (final / MARKER).is_file():
         raise UserError(f"{final} exists and was not made by make_demo_data.py (no {MARKER} in it): "
                         f"choose another --out_dir")
-    shutil.rmtree(partial, ignore_errors=True)
     layout = Path(f"wav{sample_rate // 1000}k") / "min"
     root = partial / layout
-    (root / "metadata").mkdir(parents=True)
-    (partial / MARKER).write_text("made by scripts/make_demo_data.py: replaced when it is run again\n")
     speakers = make_speakers(sum(speakers_per_split), seed)
     start = 0
     try:
+        shutil.rmtree(partial, ignore_errors=True)
+        (root / "metadata").mkdir(parents=True)
+        (partial / MARKER).write_text("made by scripts/make_demo_data.py: replaced when it is run again\n")
         for split_index, (split, count, pool_size) in enumerate(zip(SPLITS, counts, speakers_per_split)):
             pool = speakers[start:start + pool_size]
             start += pool_size
@@ -248,14 +247,16 @@ def make_librimix(out_dir, num_spks=2, counts=(200, 20, 20), seed=0, sample_rate
             final.rename(partial.with_name(partial.name + ".old"))
         partial.rename(final)
         shutil.rmtree(partial.with_name(partial.name + ".old"), ignore_errors=True)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(err, (OSError, sf.LibsndfileError, AssertionError)):  # soundfile's failed writes
+            raise cannot_write(final, err) from None
         raise
     return final / layout
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out_dir", default="demo_data")
     parser.add_argument("--num_spks", type=int, default=2, help="talkers per mixture (Libri2Mix, Libri3Mix)")
     parser.add_argument("--n_train", type=int, default=200)
@@ -270,8 +271,9 @@ def main(argv=None):
     if args.num_spks < 1 or args.sample_rate < 1000:
         raise UserError("--num_spks must be at least 1 and --sample_rate at least 1000")
     check_output_dir(args.out_dir, "--out_dir")
-    root = make_librimix(args.out_dir, args.num_spks, (args.n_train, args.n_dev, args.n_test),
-                         args.seed, args.sample_rate)
+    with made_folders(args.out_dir):
+        root = make_librimix(args.out_dir, args.num_spks, (args.n_train, args.n_dev, args.n_test),
+                             args.seed, args.sample_rate)
     print(f"demo LibriMix set written to {root}")
 
 

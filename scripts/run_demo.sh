@@ -11,15 +11,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-if [ "${1:-}" = "--quick" ]; then
-    OUT=outputs/demo_quick
-    MAKE_DATA=(--n_train 16 --n_dev 4 --n_test 4)
-    TRAIN=(--epochs 1)
-else
-    OUT=outputs/demo
-    MAKE_DATA=()
-    TRAIN=()
-fi
+case "$*" in
+    --quick)
+        OUT=outputs/demo_quick
+        MAKE_DATA=(--n_train 16 --n_dev 4 --n_test 4)
+        TRAIN=(--epochs 1) ;;
+    "")
+        OUT=outputs/demo
+        MAKE_DATA=()
+        TRAIN=() ;;
+    *)
+        echo "error: unknown arguments '$*': bash scripts/run_demo.sh [--quick]" >&2
+        exit 2 ;;
+esac
 CONFIG=scripts/demo_config.yaml
 mkdir -p "$OUT"
 started=$(date +%s)

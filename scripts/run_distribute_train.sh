@@ -16,8 +16,8 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 
 usage() {
-    echo "usage: bash $0 DEVICE_NUM DISTRIBUTE(true|false) RANK_TABLE_FILE|none DATA_DIR [train.py options]" >&2
-    echo "   or: bash $0 WORKER_NUM LOCAL_WORKER_NUM MASTER_ADDR MASTER_PORT NODE_RANK DATA_DIR [train.py options]" >&2
+    echo "error: expected DEVICE_NUM DISTRIBUTE(true|false) RANK_TABLE_FILE|none DATA_DIR, or WORKER_NUM" \
+        "LOCAL_WORKER_NUM MASTER_ADDR MASTER_PORT NODE_RANK DATA_DIR, then train.py options (see the top of $0)" >&2
     exit 2
 }
 number() { [[ $2 =~ ^[0-9]+$ ]] || { echo "error: $1 must be a whole number, got '$2'" >&2; exit 2; }; }

@@ -1,7 +1,15 @@
 """What the tests share: the tiny model they train, export and separate with (seconds on two CPU
 cores), and the scripts' main functions run as a user runs the scripts."""
+import errno
+import os
 import runpy
+import shutil
+import subprocess
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,3 +32,57 @@ def write_310_inputs(cfg, infer_dir):
     return write_inputs(read_split(mindrecord_file(cfg.data_dir, cfg.test_name), cfg.num_spks), infer_dir,
                         fixed_length_protocol(cfg.eval_protocol), cfg.samples("export_length"), cfg.num_spks,
                         cfg.sample_rate)
+
+
+@contextmanager
+def read_only(folder):
+    """`folder` read-only: a read-only bind mount over it when the tests run as root (whom chmod does
+    not stop), its write permission taken away otherwise."""
+    if os.geteuid() != 0:
+        mode = folder.stat().st_mode
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(mode)
+        return
+    subprocess.run(["mount", "--bind", "-o", "ro", str(folder), str(folder)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@contextmanager
+def full_disk(folder):
+    """`folder` on a file system with no free byte, holding what it held (and a ballast file that
+    fills it): a small tmpfs mounted over it, which needs root (CI runs as root); skipped, saying
+    so, where the tests do not run as root."""
+    if os.geteuid() != 0:
+        pytest.skip("a full disk is a tmpfs mounted for the test: run the tests as root (CI does)")
+    with tempfile.TemporaryDirectory() as held:
+        shutil.copytree(folder, held, dirs_exist_ok=True)
+        size = sum(p.stat().st_size for p in Path(held).rglob("*") if p.is_file()) + (1 << 20)
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+        try:
+            shutil.copytree(held, folder, dirs_exist_ok=True)
+            with open(folder / "ballast", "wb", buffering=0) as f:
+                try:
+                    while True:
+                        f.write(bytes(4096))
+                except OSError as err:
+                    assert err.errno == errno.ENOSPC
+            yield
+        finally:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@contextmanager
+def unreadable(path):
+    """`path` with no permissions (root still reads it: run the reader without_root_rights)."""
+    mode = path.stat().st_mode
+    path.chmod(0)
+    try:
+        yield
+    finally:
+        path.chmod(mode)
