@@ -25,24 +25,26 @@ from network_define import (SUFFIX, check_export_target, checkpoint_settings, ex
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--file_name", default="dprnn", help="output path without suffix")
+    parser.add_argument("--file_name", default="dprnn", help="output path (the format's suffix is added)")
     parser.add_argument("--check_mindir", default="", help="only check that this MindIR is of the "
                         "--export_target form and that every operator of it runs there")
     cfg = load_config(argv, parser)
+    host = setup_device(**cfg.group("device"))
+    export_target = host.lower() if cfg.export_target == "auto" else cfg.export_target
     if cfg.check_mindir:
-        export_target = "cpu" if cfg.export_target == "auto" else cfg.export_target
         check_form(cfg.check_mindir, export_target)
         print(check_operators(cfg.check_mindir, export_target))
         return
-    check_output_file(cfg.file_name + SUFFIX[cfg.file_format], "--file_name")
-    host = setup_device(**cfg.group("device"))
-    export_target = host.lower() if cfg.export_target == "auto" else cfg.export_target
+    suffix = SUFFIX[cfg.file_format]
+    # `--file_name dprnn.mindir` means dprnn.mindir, not dprnn.mindir.mindir
+    file_name = cfg.file_name[:-len(suffix)] if cfg.file_name.lower().endswith(suffix) else cfg.file_name
+    check_output_file(file_name + suffix, "--file_name")
     check_export_target(cfg.file_format, export_target, host)
     net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit,
                                             TARGETS[export_target])
     cfg = cfg.updated(**settings)
     length = cfg.samples("export_length")
-    path, summary = export_network(net, cfg.file_name, cfg.file_format, length, export_target)
+    path, summary = export_network(net, file_name, cfg.file_format, length, export_target)
     if summary:
         print(summary)
     print(f"exported {cfg.ckpt_path} as {cfg.file_format} for {export_target} to {path} (input [1, {length}]: "

@@ -21,6 +21,38 @@ from metrics import pad_piece, pieces, reassemble, zoo_item, zoo_segments
 
 
 OUTPUTS = ("input", "references", "manifest.json")  # the only entries of infer_dir it replaces
+MARKER = ".written_by_preprocess_310"  # in input/ and references/: a folder without it is the user's
+
+
+def check_ours(infer_dir):
+    """UserError naming the first of infer_dir's OUTPUTS that preprocess_310.py did not write: a
+    manifest.json that is not one of ours, a folder with neither MARKER nor only files its manifest
+    lists (as earlier versions left them). Those are never replaced."""
+    infer_dir = Path(infer_dir)
+    try:
+        manifest = read_manifest(infer_dir)[0]
+    except UserError:
+        manifest = None
+    for name in OUTPUTS:
+        path = infer_dir / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if name == "manifest.json":
+            ours = manifest is not None
+        else:
+            ours = path.is_dir() and not path.is_symlink() and (
+                (path / MARKER).is_file() or _only_listed(path, manifest))
+        if not ours:
+            raise UserError(f"{path} exists and was not written by preprocess_310.py, which replaces only its "
+                            f"own {', '.join(OUTPUTS)}: move it away or choose another --infer_dir")
+
+
+def _only_listed(folder, manifest):
+    if manifest is None:
+        return False
+    listed = ({piece["bin"] for piece in manifest["pieces"]} if folder.name == "input"
+              else {f"{mixture_id}.npy" for mixture_id in manifest["utterances"]})
+    return all(p.name in listed for p in folder.iterdir())
 
 
 def write_inputs(utterances, infer_dir, protocol, piece_len, num_spks, sample_rate):
@@ -33,12 +65,14 @@ def write_inputs(utterances, infer_dir, protocol, piece_len, num_spks, sample_ra
     Nothing else in infer_dir is touched.
     """
     infer_dir = Path(infer_dir)
+    check_ours(infer_dir)
     partial = infer_dir / ".preprocess_310.partial"  # one fixed name: a run removes what a killed one left
     try:
         with made_folders(infer_dir):
             shutil.rmtree(partial, ignore_errors=True)
-            (partial / "input").mkdir(parents=True)
-            (partial / "references").mkdir()
+            for name in ("input", "references"):
+                (partial / name).mkdir(parents=True)
+                (partial / name / MARKER).write_text("replaced by preprocess_310.py when it is run again\n")
             manifest = {"protocol": protocol, "piece_length": piece_len, "num_spks": num_spks,
                         "sample_rate": sample_rate, "dropped_utterances": 0, "pieces": [], "utterances": {}}
             for mixture_id, mixture, sources in utterances:

@@ -122,9 +122,18 @@ def network_from_checkpoint(path, settings, explicit=frozenset(), target=None):
 
 
 def load_checkpoint(path):
-    """All entries of a checkpoint file, or a UserError naming the file."""
-    if not Path(path).is_file():
+    """All entries of a checkpoint file, or a UserError naming the file (and the way out where the
+    path is a run's folder or an exported model)."""
+    path = Path(path)
+    if path.is_dir():
+        best = path / "best.ckpt"
+        raise UserError(f"{path}: a folder, not a checkpoint file: give one of its checkpoints"
+                        + (f", e.g. {best}" if best.is_file() else ""))
+    if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
+    if path.suffix.lower() in SUFFIX.values():
+        raise UserError(f"{path}: an exported model, not a checkpoint: give the .ckpt it was exported from "
+                        f"(separate.py runs it with --mindir or --onnx, evaluate.py with --onnx)")
     try:
         return ms.load_checkpoint(str(path))
     except (RuntimeError, ValueError, OSError) as err:

@@ -98,7 +98,7 @@ def main(argv=None):
     if not (cfg.mindir or cfg.onnx or cfg.ckpt_path):
         raise UserError("pass --ckpt_path CHECKPOINT, --mindir MODEL or --onnx MODEL")
     setup_device(**cfg.group("device"))
-    files, skipped = find_inputs(cfg.inputs)
+    files, skipped = find_inputs(cfg.inputs, cfg.out_dir)
     check_output_dir(cfg.out_dir, "--out_dir")
     check_length("--block_ms", cfg, cfg.block_ms, unit=1e-3, whole_frame=False)
     separation, cfg = make_separation(cfg)

@@ -9,6 +9,7 @@ The one separation API of the project: evaluate.py, train.py's validation helper
 """
 import copy
 import os
+import re
 from contextlib import ExitStack
 from itertools import permutations
 from pathlib import Path
@@ -181,19 +182,35 @@ def audio_problem(path):
     return "no samples" if info.frames == 0 else None
 
 
-def find_inputs(paths):
+# what separate_file and separate.py --plot name their outputs
+OUTPUT_NAME = re.compile(r".+_s\d+\.wav|.+_spectrograms\.png")
+
+
+def find_inputs(paths, out_dir=None):
     """(audio files named or found (recursively) in named folders, in order, each once; "path: why"
-    for every other file named or found). A UserError for a path that does not exist, or when none
-    of the files is audio."""
-    candidates = []
+    for every other file named or found). Files found in a folder below out_dir and named as this
+    command names its outputs are its earlier outputs, not inputs (a second run over a folder that
+    holds its out_dir): left out, with one line saying how many. A UserError for a path that does not
+    exist, or when none of the files is audio."""
+    outputs = Path(out_dir).resolve() if out_dir else None
+
+    def earlier_output(p):
+        return outputs and OUTPUT_NAME.fullmatch(p.name) and p.resolve().is_relative_to(outputs)
+    candidates, earlier_outputs = [], 0
     for path in map(Path, paths):
         if path.is_dir():
-            candidates += sorted(p for p in path.rglob("*") if not p.is_dir())
+            found = sorted(p for p in path.rglob("*") if not p.is_dir())
+            kept = [p for p in found if not earlier_output(p)]
+            earlier_outputs += len(found) - len(kept)
+            candidates += kept
         elif path.exists() or path.is_symlink():
             candidates.append(path)
         else:
             raise UserError(f"{path}: no such file or folder")
     files, skipped = [], []
+    if earlier_outputs:
+        skipped.append(f"{out_dir}: {earlier_outputs} earlier outputs of separate.py (*_sN.wav, "
+                       f"*_spectrograms.png) found in the folder to separate: not separated again")
     for path in candidates:
         problem = audio_problem(path)
         if problem:

@@ -101,6 +101,16 @@ class RunDirectory:
         self.keep = keep_checkpoint_max
         self.model_args = model_args  # written into every checkpoint
 
+    def check_no_earlier_run(self):
+        """UserError when the folder holds another run's checkpoints or log: a fresh run would replace
+        its best.ckpt and log and prune its checkpoints, so it must be continued or moved away."""
+        found = [p.name for p in (self.path / "best.ckpt", self.path / "train_log.csv") if p.is_file()]
+        if periodic := self.checkpoints():
+            found.append(f"{len(periodic)} checkpoint{'s' * (len(periodic) > 1)} up to {periodic[-1].name}")
+        if found:
+            raise UserError(f"{self.path} holds an earlier training run ({', '.join(found)}): pass --resume auto "
+                            f"to continue it, or choose another --output_dir")
+
     def checkpoints(self):
         """Periodic checkpoints, oldest first."""
         found = [(int(m[2]), int(m[1]), p) for p in self.path.glob("dprnn-e*-s*.ckpt")
@@ -209,6 +219,9 @@ def validation_in_one_graph(compiled_validation, target):
 def train(cfg):
     """The whole run; returns the final TrainState."""
     check_output_dir(cfg.output_dir, "--output_dir")
+    run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max, model_args(cfg))
+    if not cfg.resume:
+        run_dir.check_no_earlier_run()
     target = setup_device(**cfg.group("device"), distributed=cfg.distribute)
     rank, group_size = init_parallel(cfg)
     ms.set_seed(cfg.seed)
@@ -220,7 +233,6 @@ def train(cfg):
     train_step = build_train_step(cfg, net)
     valid_scores = UtteranceScores(net, cfg.num_spks, validation_in_one_graph(cfg.compiled_validation, target))
     state = TrainState(lr=cfg.lr)
-    run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max, model_args(cfg))
     if cfg.resume and (found := resume_from(cfg, run_dir)):
         path, entries = found
         restore(train_step, path, entries, state)

@@ -34,7 +34,8 @@ step "1/8 demo LibriMix set"
 step "2/8 preprocess to MindRecord"
 "$PYTHON" preprocess.py --config_path "$CONFIG" --in_dir "$OUT/librimix/Libri2Mix/wav8k/min" --out_dir "$OUT/data" | tail -n 4
 step "3/8 train"
-"$PYTHON" train.py --config_path "$CONFIG" --data_dir "$OUT/data" --output_dir "$OUT/train" "${TRAIN[@]}" \
+# an earlier demo's run (finished or killed) is continued, not trained over
+"$PYTHON" train.py --config_path "$CONFIG" --data_dir "$OUT/data" --output_dir "$OUT/train" --resume auto "${TRAIN[@]}" \
     | grep -E "^(epoch [0-9]+/|training on|early stop)" || true
 [ -f "$OUT/train/best.ckpt" ] || { echo "error: training wrote no $OUT/train/best.ckpt" >&2; exit 1; }
 step "4/8 evaluate (SI-SNRi, SDRi)"

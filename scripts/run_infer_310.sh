@@ -46,7 +46,8 @@ infer() {
         "$PYTHON" preprocess_310.py --config_path "$CONFIG" --data_dir "$TEST_PATH" --infer_dir "$INFER_DIR" \
             --eval_protocol "${PROTOCOL:-pieces}" || return
     fi
-    rm -rf "$INFER_DIR/result_Files"
+    # the previous run's results only (a failed run must not be scored with them); nothing else there
+    [ ! -d "$INFER_DIR/result_Files" ] || find "$INFER_DIR/result_Files" -maxdepth 1 -name '*_0.bin' -delete
     # one line per input file: into the log only
     case "$BACKEND" in
         ascend) "$APP" "$MINDIR" "$INFER_DIR/input" "$INFER_DIR/result_Files" --device ascend \

@@ -23,7 +23,7 @@ else
         [ -d "$DEMO/librimix/Libri2Mix" ] || "$PYTHON" scripts/make_demo_data.py --out_dir "$DEMO/librimix"
         "$PYTHON" preprocess.py --in_dir "$DEMO/librimix/Libri2Mix/wav8k/min" --out_dir "$DEMO/data"
     fi
-    ARGS=(--config_path scripts/demo_config.yaml "${ARGS[@]}")
+    ARGS=(--config_path scripts/demo_config.yaml --resume auto "${ARGS[@]}")  # continues an earlier demo run
 fi
 ARGS+=("$@")
 run_logged "$(config_value output_dir "${ARGS[@]}")" train.log "$PYTHON" train.py "${ARGS[@]}"

@@ -88,6 +88,13 @@ def base(prepared, librimix, tmp_path_factory):
     del manifest["pieces"][0]["offset"]
     (base / "infer_no_key" / "manifest.json").write_text(json.dumps(manifest))
     (base / "empty_folder").mkdir()
+    (base / "users_infer" / "input").mkdir(parents=True)  # a folder of the user's that is named input/
+    (base / "users_infer" / "input" / "keep.bin").write_bytes(b"the user's")
+    earlier = base / "earlier_run"  # what a finished run leaves (its files stand for it: read by name only)
+    earlier.mkdir()
+    for name in ("best.ckpt", "dprnn-e002-s00000020.ckpt", "dprnn-e001-s00000010.ckpt"):
+        shutil.copy(base / "tiny.ckpt", earlier / name)
+    (earlier / "train_log.csv").write_text("epoch,train_si_snr\n1,3.5\n")
     (base / "corpora" / "Libri2Mix" / "wav8k").mkdir(parents=True)  # a real LibriMix, say
     return base, data_dir, mixture
 
@@ -109,6 +116,9 @@ CASES = [
     ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--lr", "-1"], "lr"),
     ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--segment", "0"], "segment"),
     ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--resume", "{base}/none.ckpt"], "{base}/none.ckpt"),
+    ("train.py", ["--data_dir", "{data}", "--output_dir", "{base}/earlier_run", "--max_steps", "1"],
+     "{base}/earlier_run holds an earlier training run (best.ckpt, train_log.csv, 2 checkpoints up to "
+     "dprnn-e002-s00000020.ckpt): pass --resume auto to continue it, or choose another --output_dir"),
     ("train.py", ["--data_dir", "{data}", "--output_dir", "{out}", "--resume", "{base}/tiny.ckpt"], "{base}/tiny.ckpt"),
     ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/tiny.ckpt", "--results_dir", "{base}/a_file/r"],
      "--results_dir"),
@@ -120,6 +130,10 @@ CASES = [
      "{base}/other.ckpt"),
     ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}/junk.ckpt", "--results_dir", "{out}"],
      "{base}/junk.ckpt"),
+    ("evaluate.py", ["--data_dir", "{data}", "--ckpt_path", "{base}", "--results_dir", "{out}"],
+     "{base}: a folder, not a checkpoint file: give one of its checkpoints"),
+    ("separate.py", ["--ckpt_path", "{base}/junk.mindir", "{mixture}", "--out_dir", "{out}"],
+     "{base}/junk.mindir: an exported model, not a checkpoint: give the .ckpt it was exported from"),
     ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{base}/a_file/model"], "--file_name"),
     ("export.py", ["--ckpt_path", "{base}/tiny.ckpt", "--file_name", "{out}/model", "--export_length", "0.0001"],
      "export_length"),
@@ -138,6 +152,8 @@ CASES = [
      "window"),
     ("preprocess_310.py", ["--data_dir", "{data}", "--infer_dir", "{base}/a_file/infer"], "--infer_dir"),
     ("preprocess_310.py", ["--data_dir", "{base}/nowhere", "--infer_dir", "{out}"], "{base}/nowhere"),
+    ("preprocess_310.py", ["--data_dir", "{data}", "--infer_dir", "{base}/users_infer"],
+     "{base}/users_infer/input exists and was not written by preprocess_310.py"),
     ("postprocess.py", ["--infer_dir", "{base}/infer_no_key", "--results_dir", "{out}"],
      "{base}/infer_no_key/manifest.json"),
     ("postprocess.py", ["--infer_dir", "{base}/infer", "--results_dir", "{out}"], "{base}/infer/result_Files/"),

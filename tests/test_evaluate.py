@@ -394,3 +394,23 @@ def test_bad_checkpoints_are_one_line_errors(prepared, tmp_path, make_ckpt, mess
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and message in last
     assert not (tmp_path / "r").exists()
+
+
+def test_preprocess_310_replaces_only_its_own_files(prepared, tmp_path):
+    """A second run replaces the first's input/, references/ and manifest.json and nothing else; an
+    earlier version's folders (no marker, only files its manifest lists) count as its own; a folder of
+    the user's named input/ is refused and kept."""
+    cfg, data_dir = prepared
+    cfg = load_config(["--data_dir", str(data_dir), *TINY_MODEL, "--export_length", "1"], verbose=False)
+    infer = tmp_path / "infer"
+    first = write_310_inputs(cfg, infer)
+    (infer / "notes.txt").write_text("the user's")
+    (infer / "input" / ".written_by_preprocess_310").unlink()  # as an earlier version left it
+    again = write_310_inputs(cfg, infer)
+    assert again == first and (infer / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in (infer / "input").glob("*.bin")) == [p["bin"] for p in first["pieces"]]
+    (infer / "input" / "mine.bin").write_bytes(b"the user's")  # no longer only what the manifest lists
+    (infer / "input" / ".written_by_preprocess_310").unlink()
+    with pytest.raises(UserError, match=f"^{infer / 'input'} exists and was not written by preprocess_310.py"):
+        write_310_inputs(cfg, infer)
+    assert (infer / "input" / "mine.bin").read_bytes() == b"the user's"

@@ -195,6 +195,18 @@ def test_export_py_writes_each_form_and_the_310_path_refuses_the_other(tiny_chec
         export_main(["--check_mindir", str(tmp_path / "c.mindir"), "--export_target", "ascend"])
 
 
+def test_a_file_name_given_with_its_suffix_is_not_given_it_twice(tiny_checkpoint, tmp_path, capsys):
+    """`--file_name model.mindir` writes model.mindir (any case of the suffix); and --check_mindir
+    with the default export_target checks for this host's device (CPU here), as export does."""
+    export_main(["--ckpt_path", str(tiny_checkpoint), "--file_name", str(tmp_path / "model.MINDIR")])
+    export_main(["--ckpt_path", str(tiny_checkpoint), "--file_name", str(tmp_path / "other.onnx"),
+                 "--file_format", "ONNX"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.mindir", "other.onnx"]
+    capsys.readouterr()
+    export_main(["--check_mindir", str(tmp_path / "model.mindir")])
+    assert "checked for CPU" in capsys.readouterr().out
+
+
 def test_separating_with_the_ascend_form_on_cpu_names_the_export_to_run(tiny_checkpoint, tmp_path):
     export_main(["--ckpt_path", str(tiny_checkpoint), "--export_target", "ascend", "--file_name",
                  str(tmp_path / "a")])

@@ -201,6 +201,25 @@ def test_everything_in_a_folder_that_is_not_audio_is_skipped_with_its_reason(tmp
         find_inputs([str(messy)])
 
 
+@pytest.mark.parametrize("out", ["rec/separated", "rec"])
+def test_a_second_run_over_a_folder_holding_its_outputs_separates_only_the_recordings(tmp_path, out):
+    """`separate.py rec --out_dir rec/separated` (or `--out_dir rec`) run again: the first run's
+    outputs in the folder are not taken for recordings (no a_s1_s1.wav), one line says so."""
+    (tmp_path / "rec").mkdir()
+    sf.write(tmp_path / "rec" / "a.wav", np.zeros(100, np.float32), 8000)
+    for name in ("a_s1.wav", "a_s2.wav", "a_spectrograms.png"):  # the first run's
+        (tmp_path / out / name).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / out / name, np.zeros(100, np.float32), 8000, format="WAV")
+    (tmp_path / out / "notes_s1.wav.txt").write_text("the user's, not an output")
+    found, skipped = find_inputs([str(tmp_path / "rec")], str(tmp_path / out))
+    assert found == [tmp_path / "rec" / "a.wav"]
+    assert skipped[0] == (f"{tmp_path / out}: 3 earlier outputs of separate.py (*_sN.wav, *_spectrograms.png) "
+                          f"found in the folder to separate: not separated again")
+    assert [line.split(": ")[0] for line in skipped[1:]] == [str(tmp_path / out / "notes_s1.wav.txt")]
+    named, _ = find_inputs([str(tmp_path / out / "a_s1.wav")], str(tmp_path / out))
+    assert named == [tmp_path / out / "a_s1.wav"]  # named on the command line: the user means it
+
+
 def run_separate(*argv):
     return subprocess.run([sys.executable, str(ROOT / "separate.py"), *argv], capture_output=True, text=True)
 
