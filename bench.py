@@ -4,7 +4,7 @@
     python bench.py train --batch 1 --seconds 4 [--steps 3]  # s/step, samples/s, peak memory
     python bench.py infer --seconds 30 [--reps 3] [--unrolled]   # real-time factor, peak memory
     python bench.py infer --onnx dprnn.onnx [--reps 3]       # the same for an exported ONNX model
-    python bench.py stream --causal true --norm cln [--block_ms 10 20 50]   # streaming a causal model
+    python bench.py stream --causal true --norm cgln [--block_ms 10 20 50]   # streaming a causal model
     python bench.py fp16 --ckpt_path best.ckpt --data_dir data   # SI-SNRi with float16 LSTMs (Ascend)
 
 `data` without MindRecord files in data_dir first makes the demo LibriMix set and preprocesses it
@@ -33,13 +33,13 @@ from config import check_length, load_config
 import mindspore as ms
 import numpy as np
 
+from checkpoint import build_network
 from data import mindrecord_file, train_dataset
 from device import setup_device
 from device_check import float16_lstm_cost
 from errors import ArgumentParser, UserError, run_main
 from model import count_parameters
-from scripts.make_demo_data import demo_mindrecord
-from network_define import build_network
+from demo_data import demo_mindrecord
 from separation import compiled_network, load_onnx
 from streaming import StreamingSeparator, block_timings, latency_ms, time_blocks
 from train_wrapper import build_train_step
@@ -133,7 +133,7 @@ def bench_stream(cfg, seconds, blocks_ms):
     try:
         separator = StreamingSeparator(build_network(cfg.group("model")))
     except ValueError as err:
-        raise UserError(f"{err} (bench.py stream --causal true --norm cln)") from None
+        raise UserError(f"{err} (bench.py stream --causal true --norm cgln)") from None
     audio = np.random.default_rng(0).standard_normal(int(seconds * cfg.sample_rate)).astype(np.float32)
     compile_s = sum(time_blocks(separator, audio[:cfg.sample_rate], cfg.sample_rate))  # compiles the step
     return {"what": "stream", "params": count_parameters(separator.step.net), "seconds": seconds,

@@ -3,6 +3,7 @@
 Every script calls `load_config()`: the defaults, then `--config_path other.yaml` (only the keys it
 changes), then `--key value` on the command line, each typed and checked against the default.
 """
+import inspect
 import math
 from pathlib import Path
 
@@ -10,12 +11,12 @@ import yaml
 
 import device  # first: it sets MindSpore's environment before model.py loads MindSpore
 from errors import ArgumentParser, UserError
-from model import INITS, NORMS, RNNS
+from model import INITS, NORM_ALIASES, NORMS, RNNS, check_model_args
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_config.yaml"
 CHOICES = {
     "rnn_type": tuple(RNNS),
-    "norm": tuple(NORMS),
+    "norm": tuple(NORMS) + tuple(NORM_ALIASES),
     "init": INITS,
     "device_target": ("auto",) + device.DEVICES,
     "mode": ("graph", "pynative"),
@@ -46,6 +47,8 @@ RETIRED = {"out_channels": "the masks always have in_channels channels (they mul
 EXTENDS = "extends"
 _NAME = (lambda v: v.strip() != "" and "/" not in v, "a non-empty file name")
 _PATH = (lambda v: v.strip() != "", "a non-empty path")
+# the model settings model.check_model_args judges (the one check of them, for configs and checkpoints)
+CHECKED_BY_MODEL = tuple(inspect.signature(check_model_args).parameters)
 # What each setting means, as a test of its value and the allowed range named in the error.
 # Keys absent here are booleans, choices (CHOICES) or paths checked where they are used.
 RULES = {
@@ -56,8 +59,6 @@ RULES = {
     "segment": _POSITIVE, "cv_maxlen": _POSITIVE,
     "in_channels": _at_least(1), "hidden_channels": _at_least(1),
     "bn_channels": _at_least(1), "num_layers": _at_least(1),
-    "kernel_size": (lambda v: v >= 2 and v % 2 == 0, "an even number >= 2"),  # the stride is half
-    "K": _at_least(2), "num_spks": _between(1, 8),  # PIT tries every permutation: 8! already 40,320
     "dropout": (lambda v: 0 <= v < 1, "0 <= dropout < 1"),
     "output_dir": _PATH, "batch_size": _at_least(1), "epochs": _at_least(1), "max_steps": _at_least(0),
     "lr": _POSITIVE, "lr_patience": _at_least(1), "early_stop_patience": _at_least(0),
@@ -83,9 +84,10 @@ def _check_together(cfg):
     """Settings that are valid alone but not together; each error names the keys."""
     flat = cfg.as_flat()
     kernel, rate = flat["kernel_size"], flat["sample_rate"]
-    if flat["causal"] and flat["norm"] == "gln":
-        raise UserError("causal: true needs norm cln or ln (gln's statistics span the whole utterance): "
-                        "add --norm cln")
+    try:
+        check_model_args(**{key: flat[key] for key in CHECKED_BY_MODEL})
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if flat["dynamic_mixing"] and flat["batch_size"] < flat["num_spks"]:
         raise UserError(f"dynamic_mixing takes each speaker from another segment of the batch: "
                         f"batch_size {flat['batch_size']} must be at least num_spks {flat['num_spks']}")
@@ -196,7 +198,7 @@ def _convert(key, value, default):
     if key in CHOICES and value not in CHOICES[key]:
         raise UserError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     _check_value(key, value)
-    return value
+    return NORM_ALIASES.get(value, value) if key == "norm" else value
 
 
 def _overlay(groups, path):

@@ -14,6 +14,7 @@ import mindspore.dataset as ds
 import numpy as np
 
 from errors import UserError
+from evaluation import segment_starts
 
 RECORD_COLUMNS = ["mixture", "sources", "length", "mixture_ID"]
 COLUMNS = ["mixture", "lens", "sources"]
@@ -62,26 +63,16 @@ def check_num_spks(path, num_spks):
                             f"pass --num_spks {found} or preprocess the matching LibriMix")
 
 
-def segment_starts(length, segment_len):
-    """The model zoo's segment starts: every segment_len // 2, plus the last segment_len samples
-    whenever length is not a multiple of segment_len (even if a hop already ends there, as the
-    zoo's generator does). An utterance shorter than a segment has none."""
-    starts = list(range(0, length - segment_len + 1, segment_len // 2))
-    if starts and length % segment_len:
-        starts.append(length - segment_len)
-    return starts
-
-
 def plan_epoch(lengths, segment_len, mode, seed, epoch, num_shards=1, shard_id=0):
     """This shard's (record index, start) pairs for one epoch, in training order.
 
-    mode "fixed": every segment_starts() segment of every utterance; "random": one crop per
-    utterance, drawn from a generator seeded by (seed, epoch, record). The segments are shuffled by
-    (seed, epoch), then dealt to shards; the list is padded by wrapping around so every shard gets
-    the same number (so data-parallel ranks take the same number of steps).
+    mode "fixed": every segment of every utterance, half a segment apart (evaluation.segment_starts);
+    "random": one crop per utterance, drawn from a generator seeded by (seed, epoch, record). The
+    segments are shuffled by (seed, epoch), then dealt to shards; the list is padded by wrapping
+    around so every shard gets the same number (so data-parallel ranks take the same number of steps).
     """
     if mode == "fixed":
-        plan = [(i, s) for i, n in enumerate(lengths) for s in segment_starts(int(n), segment_len)]
+        plan = [(i, s) for i, n in enumerate(lengths) for s in segment_starts(int(n), segment_len, segment_len // 2)]
     else:
         plan = [(i, int(np.random.default_rng([seed, epoch, i]).integers(0, n - segment_len + 1)))
                 for i, n in enumerate(lengths) if n >= segment_len]

@@ -13,14 +13,14 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
+from checkpoint import build_network, checkpoint_settings, model_args, network_from_checkpoint, save_checkpoint
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import UserError
+from evaluation import score_utterances, separate_utterances
 from fileio import atomic_paths, check_output_dir, made_folders
 from layers import emulate_dynamic_rnn
-from metrics import score_utterances, separate_utterances
-from network_define import (build_network, checkpoint_settings, export_network, model_args, network_from_checkpoint,
-                            save_checkpoint)
+from mindir import export_network
 from separation import FixedLengthSeparator, load_mindir
 from train_wrapper import build_train_step
 

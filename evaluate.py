@@ -26,13 +26,13 @@ from config import load_config
 
 from tqdm import tqdm
 
+from checkpoint import checkpoint_settings, network_from_checkpoint
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import ArgumentParser, run_main
+from evaluation import (evaluation_protocol, fixed_length_protocol, print_summary, results_file, score_utterances,
+                        separate_utterances, summarize, write_results)
 from fileio import check_output_dir
-from metrics import (evaluation_protocol, fixed_length_protocol, print_summary, results_file, score_utterances,
-                     separate_utterances, summarize, write_results)
-from network_define import checkpoint_settings, network_from_checkpoint
 from separation import FixedLengthSeparator, Separator, load_onnx
 
 

@@ -15,12 +15,11 @@ against its target (mindir.py) before the file takes its name.
 
 from config import load_config
 
+from checkpoint import checkpoint_settings, network_from_checkpoint
 from device import setup_device
 from errors import ArgumentParser, run_main
 from fileio import check_output_file
-from mindir import TARGETS, check_form, check_operators
-from network_define import (SUFFIX, check_export_target, checkpoint_settings, export_network,
-                            network_from_checkpoint)
+from mindir import SUFFIX, TARGETS, check_export_target, check_form, check_operators, export_network
 
 
 def main(argv=None):

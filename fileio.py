@@ -76,6 +76,29 @@ def atomic_paths(*paths):
             tmp.unlink(missing_ok=True)
 
 
+@contextmanager
+def atomic_folder(path):
+    """atomic_path for a folder: yields a hidden folder beside `path` to fill; on success the old
+    `path` (if any) is moved aside, the new one renamed into place and the old one removed, so a
+    reader finds the old folder or the new one, never a half-made one. On any error (or kill, at
+    the next run) the hidden folder is removed. A caller that replaces only some entries of a
+    folder the user shares with it (files_310.write_inputs) or whose readers must never find the
+    name missing (librimix.OutputSet, a link switched in one rename) does more than this."""
+    path = Path(path)
+    partial, old = path.with_name(f".{path.name}.partial"), path.with_name(f".{path.name}.old")
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        partial.mkdir(parents=True)
+        yield partial
+        if path.exists():
+            path.rename(old)
+        partial.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
 def write_text(path, text):
     """Replace `path` with `text`, atomically."""
     with atomic_path(path) as tmp:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from errors import UserError
+from evaluation import layout, pad_piece, scored_items
 from fileio import made_folders
-from metrics import pad_piece, pieces, reassemble, zoo_item, zoo_segments
 
 
 OUTPUTS = ("input", "references", "manifest.json")  # the only entries of infer_dir it replaces
@@ -76,17 +76,14 @@ def write_inputs(utterances, infer_dir, protocol, piece_len, num_spks, sample_ra
             manifest = {"protocol": protocol, "piece_length": piece_len, "num_spks": num_spks,
                         "sample_rate": sample_rate, "dropped_utterances": 0, "pieces": [], "utterances": {}}
             for mixture_id, mixture, sources in utterances:
-                if protocol == "zoo":
-                    layout = [(start, piece_len) for start in zoo_segments(len(mixture), piece_len)]
-                else:
-                    layout = pieces(len(mixture), piece_len)
-                if not layout:
+                cuts = layout(protocol, len(mixture), piece_len)
+                if not cuts:
                     manifest["dropped_utterances"] += 1
                     continue
                 np.save(partial / "references" / f"{mixture_id}.npy",
                         np.concatenate([mixture[None], sources]))
                 manifest["utterances"][mixture_id] = len(mixture)
-                for offset, valid in layout:
+                for offset, valid in cuts:
                     name = f"{len(manifest['pieces']):06d}.bin"
                     pad_piece(mixture, offset, valid, piece_len)[None].tofile(partial / "input" / name)
                     manifest["pieces"].append({"bin": name, "mixture_ID": mixture_id, "offset": offset,
@@ -143,7 +140,7 @@ def read_result(result_dir, piece, num_spks, length):
 
 
 def result_utterances(infer_dir, result_dir):
-    """(key, mixture, sources, estimates) per scored item, as metrics.separate_utterances yields
+    """(key, mixture, sources, estimates) per scored item, as evaluation.separate_utterances yields
     them: utterances reassembled from their pieces, or each zoo segment alone."""
     manifest, pieces, lengths = read_manifest(infer_dir)
     by_utterance = {}
@@ -161,10 +158,5 @@ def result_utterances(infer_dir, result_dir):
             raise UserError(f"{ref_path}: shape {reference.shape} does not match the manifest: rerun "
                             f"preprocess_310.py")
         estimates = [read_result(result_dir, p, manifest["num_spks"], manifest["piece_length"]) for p in parts]
-        if manifest["protocol"] == "zoo":
-            for part, estimate in zip(parts, estimates):
-                window = slice(part["offset"], part["offset"] + part["valid"])
-                yield zoo_item(mixture_id, part["offset"], reference[0, window], reference[1:, window], estimate)
-            continue
-        layout = [(p["offset"], p["valid"]) for p in parts]
-        yield {"mixture_ID": mixture_id}, reference[0], reference[1:], reassemble(estimates, layout, reference[1:])
+        cuts = [(p["offset"], p["valid"]) for p in parts]
+        yield from scored_items(manifest["protocol"], mixture_id, reference[0], reference[1:], estimates, cuts)

@@ -9,7 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from metrics import EPS
+from model import EPS
 
 
 class PermutationInvariantSISNR(nn.Cell):

@@ -1,4 +1,5 @@
-"""What an exported MindIR holds, and whether the device it is meant for can run it.
+"""Exported models: written in the form of the device that runs them (export_network: MindIR, ONNX,
+AIR), and what an exported MindIR holds and whether that device can run it.
 
 A MindIR is only as portable as its primitives: the LSTM kernels differ by device (layers.LSTM_FORMS),
 so export.py writes one form per target and checks every primitive of the written file against
@@ -13,11 +14,15 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import mindspore as ms
+import numpy as np
+from mindspore import nn
 from mindspore.ops import operations
 from mindspore.ops.auto_generate import gen_ops_def, gen_ops_prim
 from mindspore.train import mind_ir_pb2
 
 from errors import UserError
+from fileio import atomic_path, made_folders
 
 TARGETS = {"cpu": "CPU", "gpu": "GPU", "ascend": "Ascend"}  # export_target -> MindSpore's device name
 
@@ -154,3 +159,58 @@ def check_form(path, export_target):
         raise UserError(f"{path} is the {form} form of the model (its LSTMs are "
                         f"{'DynamicRNN' if form == 'ascend' else 'LSTM'} nodes), not the one {TARGETS[export_target]} "
                         f"runs: python export.py --ckpt_path CKPT --export_target {export_target}")
+
+
+SUFFIX = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
+
+
+def check_export_target(file_format, export_target, host):
+    """A UserError when file_format cannot be written for export_target (cpu, gpu, ascend) on a
+    `host` device: ONNX is the CPU form (onnxruntime), AIR the Ascend form on an Ascend host."""
+    if file_format == "AIR" and host != "Ascend":
+        raise UserError(f"AIR export needs an Ascend device (this run is on {host}): use "
+                        f"--file_format MINDIR --export_target ascend, which the Ascend 310 app loads")
+    if file_format == "AIR" and export_target != "ascend":
+        raise UserError("AIR is for Ascend only: pass --export_target ascend, or --file_format MINDIR")
+    if file_format == "ONNX" and export_target != "cpu":
+        raise UserError(f"ONNX export writes the cpu form (for onnxruntime), not {export_target}: drop "
+                        f"--export_target, or export MINDIR for {export_target}")
+
+
+def export_network(net, file_name, file_format, length, export_target):
+    """Write net, built for export_target (cpu, gpu, ascend), with input [1, length] to file_name +
+    the format's suffix; returns (that path, the operator check's summary line or None).
+
+    A MindIR's operators are checked against its target (check_operators) before it takes
+    its name: a file the target cannot run is never left behind. ONNX: the network runs in the form
+    MindSpore's ONNX exporter takes (DPRNN.set_onnx_export, the same function); GRU and RNN cells it
+    cannot export at all."""
+    if file_format == "ONNX":
+        rnn = next((type(cell).__name__ for _, cell in net.cells_and_names()
+                    if isinstance(cell, (nn.GRU, nn.RNN))), None)
+        if rnn:
+            raise UserError(f"MindSpore {ms.__version__} cannot export {rnn} layers to ONNX (its exporter lacks "
+                            f"make_list): export a model with rnn_type LSTM, or --file_format MINDIR")
+    net.set_train(False)
+    net.set_onnx_export(file_format == "ONNX")
+    example = ms.Tensor(np.zeros((1, length), np.float32))
+    path = Path(file_name + SUFFIX[file_format])
+    summary = None
+    try:
+        with made_folders(path.parent), atomic_path(path) as tmp:
+            # exported under a hidden name and renamed: an earlier export stays whole until then
+            ms.export(net, example, file_name=str(tmp.with_suffix("")), file_format=file_format)
+            if file_format == "MINDIR":
+                try:
+                    summary = check_operators(tmp, export_target, shown_as=path)
+                except UserError as err:
+                    raise UserError(f"{err}; nothing was written") from None
+    except (RuntimeError, TypeError, ValueError) as err:
+        if file_format != "ONNX":
+            raise
+        first_line = next((line for line in str(err).splitlines() if line.strip()), "unknown error")
+        raise UserError(f"MindSpore {ms.__version__} cannot export this network to ONNX "
+                        f"({first_line.strip()}): export MINDIR instead") from None
+    finally:
+        net.set_onnx_export(False)
+    return path, summary

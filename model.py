@@ -17,7 +17,14 @@ are those of the MindSpore model-zoo DPRNN, without its bugs: the norms' gain an
 `rnn_type` and `norm` are honoured, and no dead init loop. layers.py holds the CPU-friendly forms
 of the zoo's layers (1x1 convolutions as matrix products, one LSTM kernel call for both directions)
 with the zoo's parameter shapes and names.
+
+The stages (DPRNN.encode / frames, MaskEstimator.chunks, the dual-path blocks,
+MaskEstimator.speaker_features and masks, overlap-add, DPRNN.decode) are defined once and run three
+ways, side by side at the end of this file: DPRNN itself (training, export), BlockLoopNetwork (the
+blocks as a graph loop over one block: inference in less memory) and ChunkStep (one chunk hop of
+a causal model, its state carried between calls: streaming).
 """
+import copy
 import math
 
 import mindspore as ms
@@ -27,7 +34,7 @@ from mindspore.common.initializer import HeUniform, XavierNormal, initializer
 from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, cumsum_by_products, expand_as, matmul,
                     matmul_transposed, pad_axis, recurrent_layer)
 
-EPS = 1e-8
+EPS = 1e-8  # the floor under every variance and energy: the norms here, the loss, the numpy scores
 
 
 class _ChannelAffine(nn.Cell):
@@ -122,7 +129,11 @@ class CumulativeLayerNorm(_ChannelAffine):
         return (x - mean) / ops.sqrt(var + EPS) * self.gain + self.bias
 
 
-NORMS = {"gln": GlobalLayerNorm, "cln": CumulativeLayerNorm, "ln": ChannelLayerNorm}
+# Asteroid's names: gLN global, cgLN cumulative (causal), and "ln" per position, which Asteroid
+# calls cLN (channel-wise); "cln" was this project's name for the cumulative one until 2026-12 and
+# stays its alias, so older configs and checkpoints build the same network
+NORMS = {"gln": GlobalLayerNorm, "cgln": CumulativeLayerNorm, "ln": ChannelLayerNorm}
+NORM_ALIASES = {"cln": "cgln"}
 
 
 class _Filterbank(nn.Cell):
@@ -226,7 +237,7 @@ class PathRNN(nn.Cell):
 
     def step(self, x, rnn_state, norm_totals):
         """construct for the next chunks x [B, s, K, D] of a sequence, continuing the RNN's state
-        (None: from zeros) and the norm's running totals (streaming; norm cln or ln).
+        (None: from zeros) and the norm's running totals (streaming; norm cgln or ln).
         -> (output, RNN state, norm totals) after x."""
         out, rnn_state = self.rnn(self._sequences(x), rnn_state)
         out, norm_totals = self.norm.step(self._projected(out, x.shape), norm_totals)
@@ -293,8 +304,11 @@ class MaskEstimator(nn.Cell):
 
     def masks_from_chunks(self, x, length):
         """The dual-path blocks' output [B, S, K, D] -> masks [B, C, L, N] for L = length frames."""
-        x = self.to_speakers(self.prelu(x))                         # [B, S, K, C*D]
-        return self.masks(overlap_add(x, length))
+        return self.masks(overlap_add(self.speaker_features(x), length))
+
+    def speaker_features(self, x):
+        """The dual-path blocks' output [B, S, K, D] -> each talker's features [B, S, K, C*D]."""
+        return self.to_speakers(self.prelu(x))
 
     def masks(self, x):
         """Overlap-added speaker features [B, L, C*D] -> masks [B, C, L, N]."""
@@ -309,17 +323,18 @@ class DPRNN(nn.Cell):
     """Mixture [B, T] -> separated sources [B, C, T], for any T >= kernel_size.
 
     The encoder has stride kernel_size / 2 (kernel_size even); the input is zero-padded at the end
-    to a whole number of strides and the decoder's output cut back to T. causal (with norm cln or ln)
+    to a whole number of strides and the decoder's output cut back to T. causal (with norm cgln or ln)
     makes every output sample depend on no input more than streaming.latency_samples ahead of it.
     lstm_for: the device target the LSTMs are built for (layers.LSTM_FORMS: "CPU" runs them as
     layers.FusedLSTM on MindSpore's CPU kernels, "Ascend" as DynamicRNN in float16), or None for
-    nn.LSTM as MindSpore builds it on this host; network_define.build_network sets it.
+    nn.LSTM as MindSpore builds it on this host; checkpoint.build_network sets it.
     """
 
     def __init__(self, in_channels=64, hidden_channels=128, bn_channels=128, kernel_size=2,
                  rnn_type="LSTM", norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250,
                  num_spks=2, init="asteroid", causal=False, lstm_for=None):
         super().__init__()
+        norm = NORM_ALIASES.get(norm, norm)
         check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal)
         self.kernel_size = kernel_size
         self.num_spks = num_spks
@@ -353,8 +368,11 @@ class DPRNN(nn.Cell):
         """mixture [B, T] -> encoder frames [B, L, N]."""
         stride = self.encoder.hop
         hops = (mixture.shape[1] + stride - 1) // stride  # a whole number of strides covering T
-        mixture = pad_axis(mixture, 1, 0, stride)[:, :hops * stride]
-        return ops.relu(self.encoder(mixture))
+        return self.frames(pad_axis(mixture, 1, 0, stride)[:, :hops * stride])
+
+    def frames(self, samples):
+        """Samples [B, (L + 1) H], a whole number of strides H -> encoder frames [B, L, N]."""
+        return ops.relu(self.encoder(samples))
 
     def decode(self, frames, masks, length):
         """Encoder frames [B, L, N] and masks [B, C, L, N] -> the first `length` samples of each
@@ -388,13 +406,145 @@ class DPRNN(nn.Cell):
                     path.recompute()
 
 
+# The same network, run two more ways: in less memory (a loop over one dual-path block) and as a
+# stream (one chunk hop at a time, its state carried between calls). Equality tests keep the three
+# runners computing one function (tests/test_model.py, tests/test_streaming.py).
+
+
+class BlockLoopNetwork(nn.Cell):
+    """A DPRNN for inference, the same function in less memory on CPU: its dual-path blocks run as
+    a graph loop over one block, which is given each block's weights in turn.
+
+    MindSpore's CPU LSTM kernel keeps a scratch buffer for the gates of every step of all its
+    sequences for as long as the compiled graph lives; unrolled, the default model holds twelve of
+    them (~0.2 GB each for 4 s of audio); in the loop, two.  docs/performance.md, "Inference
+    memory".  The blocks' weights are copied when this is built: build it after loading them.
+    mixture [B, T] -> [B, C, T].
+    """
+
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)  # the network's own parameter names stay as they are
+        self.net = net
+        blocks = net.mask_estimator.blocks
+        self.num_blocks = len(blocks)
+        self.block = copy.deepcopy(blocks[0])
+        for param in self.block.get_parameters():
+            param.name = "block_loop." + param.name
+        self.loop_weights = ms.ParameterTuple(self.block.get_parameters())
+        # each weight of the block over all blocks, [num_blocks, ...], stacked once: stacking them
+        # in the graph at every call took 0.19 GB more at 4 s (docs/performance.md)
+        per_block = [list(block.get_parameters()) for block in blocks]
+        self.stacked_weights = ms.ParameterTuple([
+            ms.Parameter(ops.stack([weights[k] for weights in per_block]), name=f"block_loop.stacked.{k}",
+                         requires_grad=False)
+            for k in range(len(self.loop_weights))])
+
+    def construct(self, mixture):
+        frames = self.net.encode(mixture)
+        x = self.net.mask_estimator.chunks(frames)
+        b = ms.Tensor(0, ms.int32)
+        while b < self.num_blocks:
+            for weight, stacked in zip(self.loop_weights, self.stacked_weights):
+                ops.assign(weight, stacked[b])
+            x = self.block(x)
+            b = b + 1
+        masks = self.net.mask_estimator.masks_from_chunks(x, frames.shape[1])
+        return self.net.decode(frames, masks, mixture.shape[1])
+
+
+def _zeros(*shape):
+    return ops.zeros(shape, ms.float32)
+
+
+# ChunkStep's state is a flat tuple of tensors (a compiled graph's inputs and outputs); these two
+# are the only places that know where each part of it sits.
+def unpack_state(state, rnn_sizes):
+    """The flat state -> (encoder norm totals (3 tensors), previous frames' bottleneck features
+    [1, P, D], previous frames' encoder output [1, P, N], previous chunk's second half [1, P, C*D],
+    decoder overlap into the next frame [C, H], blocks). blocks: per dual-path block, (intra-chunk
+    norm totals (3), inter-chunk RNN state ((h, c) or h, [1, K, hidden]), inter-chunk norm totals
+    (3)); rnn_sizes: 2 for an LSTM block, 1 otherwise."""
+    blocks, at = (), 7
+    for size in rnn_sizes:
+        rnn = state[at + 3:at + 3 + size]
+        blocks += ((state[at:at + 3], rnn if size == 2 else rnn[0], state[at + 3 + size:at + 6 + size]),)
+        at += 6 + size
+    return state[:3], state[3], state[4], state[5], state[6], blocks
+
+
+def pack_state(norm_totals, previous_features, previous_frames, chunk_tail, decoder_tail, blocks):
+    """unpack_state's parts -> the flat state."""
+    flat = norm_totals + (previous_features, previous_frames, chunk_tail, decoder_tail)
+    for intra_totals, rnn_state, inter_totals in blocks:
+        flat += intra_totals + (rnn_state if isinstance(rnn_state, tuple) else (rnn_state,)) + inter_totals
+    return flat
+
+
+class ChunkStep(nn.Cell):
+    """One chunk hop of a causal DPRNN, its state in and out: fixed shapes, so one compiled graph.
+
+    Step g encodes frames [gP, (g+1)P) (P = K/2), forms chunk g from them and the previous P
+    frames (zeros before the first: split_chunks' padding), runs it through the dual-path blocks
+    and completes the overlap-add of frames [(g-1)P, gP), which it masks and decodes.
+    samples [1, (P + 1) H]: the input samples of the new frames (H the stride);
+    valid [1, P, 1]: 1 for frames of the recording, 0 for the padding after its end;
+    state: unpack_state's layout, flat.
+    -> (output samples of frames [(g-1)P, gP) [C, P H], state).
+    """
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.hop = net.encoder.hop
+        self.chunk_hop = net.mask_estimator.chunk_size // 2
+        self.rnn_sizes = tuple(2 if block.inter.rnn.is_lstm else 1 for block in net.mask_estimator.blocks)
+
+    def initial_state(self):
+        """The state before the first step: zeros."""
+        estimator = self.net.mask_estimator
+        P, K = self.chunk_hop, estimator.chunk_size
+        channels, speakers = estimator.bottleneck.weight.shape[0], estimator.num_spks
+        filters = self.net.encoder.weight.shape[0]
+        totals = (_zeros(1, 1, 1, 1),) * 3
+        blocks = tuple((totals, (_zeros(1, K, block.inter.rnn.hidden_size),) * 2 if size == 2
+                        else _zeros(1, K, block.inter.rnn.hidden_size), totals)
+                       for block, size in zip(estimator.blocks, self.rnn_sizes))
+        return pack_state((_zeros(1, 1, 1),) * 3, _zeros(1, P, channels), _zeros(1, P, filters),
+                          _zeros(1, P, speakers * channels), _zeros(speakers, self.hop), blocks)
+
+    @ms.jit  # compiled in PyNative too: eager, each of its ~100 operations cost ~2 ms here
+    def construct(self, samples, valid, *state):
+        estimator = self.net.mask_estimator
+        norm_totals, previous_features, previous_frames, chunk_tail, decoder_tail, blocks = \
+            unpack_state(state, self.rnn_sizes)
+        frames = self.net.frames(samples) * valid                               # [1, P, N]
+        x, norm_totals = estimator.norm.step(frames, norm_totals)
+        features = estimator.bottleneck(x) * valid                              # [1, P, D]
+        x = ops.concat((previous_features, features), axis=1).expand_dims(1)    # [1, 1, K, D]
+        new_blocks, i = (), 0
+        for block in estimator.blocks:  # (zip over the cells would leave the graph)
+            intra_totals, rnn_state, inter_totals = blocks[i]
+            i += 1
+            x, _, intra_totals = block.intra.step(x, None, intra_totals)
+            x, rnn_state, inter_totals = block.inter.step(x, rnn_state, inter_totals)
+            new_blocks += ((intra_totals, rnn_state, inter_totals),)
+        x = estimator.speaker_features(x).squeeze(1)                            # [1, K, C*D]
+        masks = estimator.masks(chunk_tail + x[:, :self.chunk_hop])             # [1, C, P, N]
+        pieces = self.net.decode(previous_frames, masks, (self.chunk_hop + 1) * self.hop)[0]  # [C, (P + 1) H]
+        out = ops.concat((pieces[:, :self.hop] + decoder_tail, pieces[:, self.hop:-self.hop]), axis=1)
+        return (out,) + pack_state(norm_totals, features, frames, x[:, self.chunk_hop:], pieces[:, -self.hop:],
+                                   new_blocks)
+
+
 INITS = ("asteroid", "zoo")
 
 
 def check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal):
-    """Raise ValueError naming the setting when the model cannot be built as asked."""
+    """Raise ValueError naming the setting when the model cannot be built as asked: the one check
+    of the model settings (config.py applies it to every config and checkpoint)."""
     if causal and norm == "gln":
-        raise ValueError("causal: true needs norm cln or ln: gln's statistics span the whole utterance")
+        raise ValueError("causal: true needs norm cgln or ln (gln's statistics span the whole utterance): "
+                         "add --norm cgln")
     if init not in INITS:
         raise ValueError(f"init must be one of {list(INITS)}, got {init!r}")
     if norm not in NORMS:
@@ -405,8 +555,8 @@ def check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal):
         raise ValueError(f"kernel_size must be even and at least 2 (the stride is half of it), got {kernel_size}")
     if K < 2:
         raise ValueError(f"K (chunk length) must be at least 2, got {K}")
-    if num_spks < 1:
-        raise ValueError(f"num_spks must be at least 1, got {num_spks}")
+    if not 1 <= num_spks <= 8:  # PIT tries every permutation: 8! already 40,320
+        raise ValueError(f"num_spks must be 1 to 8, got {num_spks}")
 
 
 def count_parameters(net):

@@ -12,9 +12,9 @@ from pathlib import Path
 from config import load_config
 
 from errors import ArgumentParser, run_main
-from files_310 import read_manifest, result_utterances
+from evaluation import print_summary, score_utterances, summarize, write_results
 from fileio import check_output_dir
-from metrics import print_summary, score_utterances, summarize, write_results
+from files_310 import read_manifest, result_utterances
 
 
 def main(argv=None):

@@ -18,9 +18,9 @@ from tqdm import tqdm
 
 from data import mindrecord_file, read_index, read_split
 from errors import ArgumentParser, run_main
-from files_310 import write_inputs
+from evaluation import fixed_length_protocol
 from fileio import check_output_dir
-from metrics import fixed_length_protocol
+from files_310 import write_inputs
 
 
 def main(argv=None):

@@ -30,10 +30,10 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from checkpoint import checkpoint_settings, network_from_checkpoint
 from device import setup_device
 from errors import ArgumentParser, UserError, run_main
 from fileio import OutputError, atomic_path, check_output_dir
-from network_define import checkpoint_settings, network_from_checkpoint
 from separation import (FixedLengthSeparator, Separator, WindowedSeparation, find_inputs, load_mindir, load_onnx,
                         output_paths, output_stems, separate_file)
 from streaming import StreamingSeparation, StreamingSeparator

@@ -1,13 +1,13 @@
 """Separation with a trained model: numpy mixtures in, one signal per talker out.
 
-The one separation API of the project: evaluate.py, train.py's validation helpers, separate.py, the
-310 path's CPU twin and bench.py all separate through it.
+The one separation API of the project: evaluate.py, separate.py, the 310 path's CPU twin, the
+self-test and bench.py separate through it (training's validation runs the network itself:
+network_define.ValidationNetwork).
 - Separator: a network (from a checkpoint), any length; FixedLengthSeparator: an exported MindIR
   or ONNX model (load_mindir, load_onnx), of fixed input length.
 - WindowedSeparation and separate_file: a recording of any length, window by window, into one
   audio file per talker at the recording's level, never clipped (separate.py's job).
 """
-import copy
 import os
 import re
 from contextlib import ExitStack
@@ -18,56 +18,16 @@ import librosa
 import mindspore as ms
 import numpy as np
 import soundfile as sf
-from mindspore import nn, ops
+from mindspore import nn
 from tqdm import tqdm
 
 from device import eager_mode
 from errors import UserError
 from fileio import atomic_paths, cannot_write, made_folders
 from mindir import check_form
+from model import BlockLoopNetwork
 
 FULL_SCALE = 1.0  # float samples beyond +-1 clip in integer formats and in most players
-
-
-class BlockLoopNetwork(nn.Cell):
-    """A DPRNN for inference, the same function in less memory on CPU: its dual-path blocks run as
-    a graph loop over one block, which is given each block's weights in turn.
-
-    MindSpore's CPU LSTM kernel keeps a scratch buffer for the gates of every step of all its
-    sequences for as long as the compiled graph lives; unrolled, the default model holds twelve of
-    them (~0.2 GB each for 4 s of audio); in the loop, two.  docs/performance.md, "Inference
-    memory".  The blocks' weights are copied when this is built: build it after loading them.
-    mixture [B, T] -> [B, C, T].
-    """
-
-    def __init__(self, net):
-        super().__init__(auto_prefix=False)  # the network's own parameter names stay as they are
-        self.net = net
-        blocks = net.mask_estimator.blocks
-        self.num_blocks = len(blocks)
-        self.block = copy.deepcopy(blocks[0])
-        for param in self.block.get_parameters():
-            param.name = "block_loop." + param.name
-        self.loop_weights = ms.ParameterTuple(self.block.get_parameters())
-        # each weight of the block over all blocks, [num_blocks, ...], stacked once: stacking them
-        # in the graph at every call took 0.19 GB more at 4 s (docs/performance.md)
-        per_block = [list(block.get_parameters()) for block in blocks]
-        self.stacked_weights = ms.ParameterTuple([
-            ms.Parameter(ops.stack([weights[k] for weights in per_block]), name=f"block_loop.stacked.{k}",
-                         requires_grad=False)
-            for k in range(len(self.loop_weights))])
-
-    def construct(self, mixture):
-        frames = self.net.encode(mixture)
-        x = self.net.mask_estimator.chunks(frames)
-        b = ms.Tensor(0, ms.int32)
-        while b < self.num_blocks:
-            for weight, stacked in zip(self.loop_weights, self.stacked_weights):
-                ops.assign(weight, stacked[b])
-            x = self.block(x)
-            b = b + 1
-        masks = self.net.mask_estimator.masks_from_chunks(x, frames.shape[1])
-        return self.net.decode(frames, masks, mixture.shape[1])
 
 
 class Separator:
@@ -76,10 +36,10 @@ class Separator:
     A length met before (the windows of a long recording, fixed evaluation pieces, a benchmark)
     runs as a compiled graph (BlockLoopNetwork on CPU): compiling costs about one eager run, and
     each compiled run is then faster on CPU. A length met for the first time runs eagerly, so
-    utterances of all different lengths never wait for a compile, unless the caller says it
-    `repeats` (the full windows of a recording): then it compiles at once, which also spares the
-    memory an eager run would hold beside the graph's. (With `--mode pynative` everything runs
-    eagerly.)
+    utterances of all different lengths never wait for a compile, unless the caller passes
+    `compile_now` because more of that length follow (the full windows of a recording): then it
+    compiles at once, which also spares the memory an eager run would hold beside the graph's.
+    (With `--mode pynative` everything runs eagerly.)
     """
 
     def __init__(self, net):
@@ -88,13 +48,13 @@ class Separator:
         self.compiled = compiled_network(net)
         self.seen_lengths = set()
 
-    def __call__(self, mixture, repeats=False):
+    def __call__(self, mixture, compile_now=False):
         length = len(mixture)
         # the encoder needs one whole frame: shorter inputs are zero-padded to it
         padded = np.zeros(max(length, self.net.kernel_size), np.float32)
         padded[:length] = mixture
         batch = ms.Tensor(padded[None])
-        compiled = repeats or len(padded) in self.seen_lengths
+        compiled = compile_now or len(padded) in self.seen_lengths
         self.seen_lengths.add(len(padded))
         if compiled:
             return self.compiled(batch).asnumpy()[0, :, :length]
@@ -148,14 +108,14 @@ def load_onnx(path):
 
 class FixedLengthSeparator:
     """An exported model of fixed input length (MindIR or ONNX, as load_mindir / load_onnx give
-    it): [T <= length] -> [C, T], zero-padding the input. `repeats` (Separator's) changes nothing:
-    the graph is compiled already."""
+    it): [T <= length] -> [C, T], zero-padding the input. `compile_now` (Separator's) changes
+    nothing: the graph is compiled already."""
 
     def __init__(self, model, length):
         self.model = model
         self.length = length
 
-    def __call__(self, mixture, repeats=False):
+    def __call__(self, mixture, compile_now=False):
         padded = np.zeros((1, self.length), np.float32)
         padded[0, :len(mixture)] = mixture
         try:
@@ -285,12 +245,12 @@ class WindowedSeparation:
         self.model_rate = model_rate
         self.window_seconds = window_seconds
 
-    def _separate_chunk(self, chunk, rate, repeats):
-        """Mono chunk at `rate` -> [C, len(chunk)] at `rate`, at the chunk's level; repeats: more
+    def _separate_chunk(self, chunk, rate, compile_now):
+        """Mono chunk at `rate` -> [C, len(chunk)] at `rate`, at the chunk's level; compile_now: more
         chunks of its length follow."""
         audio = chunk if rate == self.model_rate else librosa.resample(chunk, orig_sr=rate,
                                                                        target_sr=self.model_rate)
-        estimates = check_output_finite(self.separate(audio.astype(np.float32), repeats=repeats))
+        estimates = check_output_finite(self.separate(audio.astype(np.float32), compile_now=compile_now))
         if rate != self.model_rate:
             estimates = librosa.resample(estimates, orig_sr=self.model_rate, target_sr=rate)
         fitted = np.zeros((len(estimates), len(chunk)), np.float32)
@@ -314,7 +274,7 @@ class WindowedSeparation:
             chunk = check_input_finite(source.read(min(window, frames - start), dtype="float32",
                                                    always_2d=True).mean(axis=1), source, start)
             # every window but the last is a full one
-            estimates = self._separate_chunk(chunk, rate, repeats=len(starts) > 2 and start != starts[-1])
+            estimates = self._separate_chunk(chunk, rate, compile_now=len(starts) > 2 and start != starts[-1])
             if tail is not None:
                 estimates = estimates[list(best_order(tail, estimates[:, :len(tail[0])]))]
                 head = len(tail[0])

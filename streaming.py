@@ -3,7 +3,7 @@ as it is final.
 
 A causal model (model.DPRNN with causal: true) has forward-only inter-chunk RNNs and cumulative
 or per-position norms, so a chunk depends on no later chunk. StreamingSeparator runs it one chunk
-at a time and keeps what the model needs between blocks:
+at a time (model.ChunkStep) and keeps what the model needs between blocks:
 - the input samples of the encoder frame not yet complete (the encoder's overlap);
 - the bottleneck frames of the chunk not yet complete (a partial chunk);
 - each dual-path block's inter-chunk RNN state, one per in-chunk position;
@@ -17,10 +17,9 @@ import time
 
 import mindspore as ms
 import numpy as np
-from mindspore import nn, ops
 
 from errors import UserError
-from model import GlobalLayerNorm
+from model import ChunkStep, GlobalLayerNorm, unpack_state
 from separation import check_input_finite, check_output_finite
 
 
@@ -44,70 +43,6 @@ def is_causal(net):
     no global norm."""
     return not (any(block.inter.rnn.bidirectional for block in net.mask_estimator.blocks)
                 or any(isinstance(cell, GlobalLayerNorm) for _, cell in net.cells_and_names()))
-
-
-def _zeros(*shape):
-    return ops.zeros(shape, ms.float32)
-
-
-class ChunkStep(nn.Cell):
-    """One chunk hop of a causal DPRNN, its state in and out: fixed shapes, so one compiled graph.
-
-    Step g encodes frames [gP, (g+1)P) (P = K/2), forms chunk g from them and the previous P
-    frames (zeros before the first: split_chunks' padding), runs it through the dual-path blocks
-    and completes the overlap-add of frames [(g-1)P, gP), which it masks and decodes.
-    samples [1, (P + 1) H]: the input samples of the new frames (H the stride);
-    valid [1, P, 1]: 1 for frames of the recording, 0 for the padding after its end;
-    state: initial_state's layout.
-    -> (output samples of frames [(g-1)P, gP) [C, P H], state).
-    """
-
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
-        self.hop = net.encoder.hop
-        self.chunk_hop = net.mask_estimator.chunk_size // 2
-
-    def initial_state(self):
-        """The state before the first step, a flat tuple of tensors (a graph's inputs): the encoder
-        norm's running totals (3), the previous frames' bottleneck features [1, P, D] and encoder
-        output [1, P, N], the previous chunk's second half [1, P, C*D], the decoder's overlap into
-        the next frame [C, H], then per dual-path block the intra-chunk norm's totals (3), the
-        inter-chunk RNN's state ((h, c) or h, [1, K, hidden]) and the inter-chunk norm's totals (3)."""
-        estimator = self.net.mask_estimator
-        P, K = self.chunk_hop, estimator.chunk_size
-        channels, speakers = estimator.bottleneck.weight.shape[0], estimator.num_spks
-        filters = self.net.encoder.weight.shape[0]
-        state = (_zeros(1, 1, 1),) * 3 + (_zeros(1, P, channels), _zeros(1, P, filters),
-                                          _zeros(1, P, speakers * channels), _zeros(speakers, self.hop))
-        for block in estimator.blocks:
-            rnn = block.inter.rnn
-            rnn_state = (_zeros(1, K, rnn.hidden_size),) * (2 if rnn.is_lstm else 1)
-            state += (_zeros(1, 1, 1, 1),) * 3 + rnn_state + (_zeros(1, 1, 1, 1),) * 3
-        return state
-
-    @ms.jit  # compiled in PyNative too: eager, each of its ~100 operations cost ~2 ms here
-    def construct(self, samples, valid, *state):
-        estimator = self.net.mask_estimator
-        norm_totals, (previous_features, previous_frames, chunk_tail, decoder_tail) = state[:3], state[3:7]
-        frames = ops.relu(self.net.encoder(samples)) * valid                    # [1, P, N]
-        x, norm_totals = estimator.norm.step(frames, norm_totals)
-        features = estimator.bottleneck(x) * valid                              # [1, P, D]
-        x = ops.concat((previous_features, features), axis=1).expand_dims(1)    # [1, 1, K, D]
-        blocks_state = ()
-        at = 7
-        for block in estimator.blocks:
-            rnn_size = 2 if block.inter.rnn.is_lstm else 1
-            rnn_state = state[at + 3:at + 3 + rnn_size] if rnn_size == 2 else state[at + 3]
-            x, _, intra_totals = block.intra.step(x, None, state[at:at + 3])
-            x, rnn_state, inter_totals = block.inter.step(x, rnn_state, state[at + 3 + rnn_size:at + 6 + rnn_size])
-            blocks_state += intra_totals + (tuple(rnn_state) if rnn_size == 2 else (rnn_state,)) + inter_totals
-            at += 6 + rnn_size
-        x = estimator.to_speakers(estimator.prelu(x)).squeeze(1)               # [1, K, C*D]
-        masks = estimator.masks(chunk_tail + x[:, :self.chunk_hop])             # [1, C, P, N]
-        pieces = self.net.decode(previous_frames, masks, (self.chunk_hop + 1) * self.hop)[0]  # [C, (P + 1) H]
-        out = ops.concat((pieces[:, :self.hop] + decoder_tail, pieces[:, self.hop:-self.hop]), axis=1)
-        return (out,) + norm_totals + (features, frames, x[:, self.chunk_hop:], pieces[:, -self.hop:]) + blocks_state
 
 
 class StreamingSeparator:
@@ -167,7 +102,8 @@ class StreamingSeparator:
             valid = (np.arange(step * P, (step + 1) * P) < frames).astype(np.float32).reshape(1, P, 1)
             out.append(self._step(samples, ms.Tensor(valid)))
             self.samples = self.samples[P * self.hop:]
-        out.append(self.state[6].asnumpy())                 # the last frame's second half
+        decoder_tail = unpack_state(self.state, self.step.rnn_sizes)[4]
+        out.append(decoder_tail.asnumpy())                  # the last frame's second half
         result = self._emit(out, total)
         self.reset()
         return result

@@ -17,13 +17,13 @@ from pathlib import Path
 import mindspore as ms
 from tqdm import tqdm
 
+from checkpoint import MODEL_ARGS, build_network, load_checkpoint, load_weights, model_args, save_checkpoint
 from data import check_num_spks, eval_dataset, mindrecord_file, train_dataset
 from device import setup_device
 from errors import UserError
 from fileio import atomic_path, check_output_dir, write_text
 from model import count_parameters
-from network_define import (MODEL_ARGS, UtteranceScores, build_network, load_checkpoint, load_weights,
-                            mean_si_snr, model_args, save_checkpoint)
+from network_define import ValidationNetwork, mean_si_snr
 from train_wrapper import build_train_step
 
 PIECEWISE_MILESTONES = (15, 45, 75)  # the model zoo's: lr halves at each
@@ -216,8 +216,55 @@ def validation_in_one_graph(compiled_validation, target):
     return compiled_validation
 
 
+@dataclass
+class Run:
+    """What a training run works with, set up by start_run; rank 0 (the chief) writes the files."""
+    cfg: object
+    target: str
+    rank: int
+    group_size: int
+    train_path: Path
+    valid_data: object
+    net: object
+    train_step: object
+    validation: ValidationNetwork
+    run_dir: RunDirectory
+    state: TrainState
+
+    @property
+    def is_chief(self):
+        return self.rank == 0
+
+    def finished(self):
+        cfg, state = self.cfg, self.state
+        return state.epoch >= cfg.epochs or bool(cfg.max_steps and state.total_steps >= cfg.max_steps)
+
+
+@dataclass
+class Epoch:
+    """The epoch in progress: its learning rate, when it started (a resumed epoch counts its
+    earlier part), its step times, and whether all its steps ran (max_steps may stop it)."""
+    lr: float
+    started: float
+    step_times: list = field(default_factory=list)
+    complete: bool = False
+
+
 def train(cfg):
     """The whole run; returns the final TrainState."""
+    run = start_run(cfg)
+    while not run.finished():
+        epoch = run_epoch(run)
+        if not epoch.complete or validate_and_log(run, epoch):
+            break
+    print(f"rank {run.rank} final weights {weights_fingerprint(run.net)} after {run.state.total_steps} steps",
+          flush=True)
+    return run.state
+
+
+def start_run(cfg):
+    """Check the inputs and the output folder, build the network and its training step, and resume
+    from a checkpoint where asked; the chief writes config.yaml."""
     check_output_dir(cfg.output_dir, "--output_dir")
     run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max, model_args(cfg))
     if not cfg.resume:
@@ -231,83 +278,95 @@ def train(cfg):
                               max_samples=cfg.samples("cv_maxlen"))
     net = build_network(cfg.group("model"))
     train_step = build_train_step(cfg, net)
-    valid_scores = UtteranceScores(net, cfg.num_spks, validation_in_one_graph(cfg.compiled_validation, target))
-    state = TrainState(lr=cfg.lr)
+    validation = ValidationNetwork(net, cfg.num_spks, validation_in_one_graph(cfg.compiled_validation, target))
+    run = Run(cfg, target, rank, group_size, train_path, valid_data, net, train_step, validation, run_dir,
+              TrainState(lr=cfg.lr))
     if cfg.resume and (found := resume_from(cfg, run_dir)):
         path, entries = found
-        restore(train_step, path, entries, state)
-        state.history = read_history(run_dir, state.epoch)
-        print(f"resumed from {path}: epoch {state.epoch + 1}, step {state.step_in_epoch} of it, "
-              f"{state.total_steps} steps in all", flush=True)
-    is_chief = rank == 0
-    if is_chief:
+        restore(train_step, path, entries, run.state)
+        run.state.history = read_history(run_dir, run.state.epoch)
+        print(f"resumed from {path}: epoch {run.state.epoch + 1}, step {run.state.step_in_epoch} of it, "
+              f"{run.state.total_steps} steps in all", flush=True)
+    if run.is_chief:
         run_dir.path.mkdir(parents=True, exist_ok=True)
         write_text(run_dir.path / "config.yaml", str(cfg) + "\n")
     print(f"training on {target} ({group_size} process{'es' if group_size > 1 else ''}), "
           f"{count_parameters(net):,} parameters", flush=True)
+    return run
 
-    while state.epoch < cfg.epochs and not (cfg.max_steps and state.total_steps >= cfg.max_steps):
-        lr = learning_rate(cfg, state)
-        train_step.set_learning_rate(lr)
-        dataset, info = train_dataset(train_path, cfg, state.epoch, group_size, rank)
-        steps = info["num_segments"] // cfg.batch_size
-        started = time.time() - state.epoch_seconds
-        step_times = []
-        bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                   unit="step", disable=not is_chief, dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
-        for batch in dataset.skip(state.step_in_epoch).create_tuple_iterator(num_epochs=1):
-            step_started = time.time()
-            loss, grad_norm = train_step(*batch)
-            loss, grad_norm = float(loss.asnumpy()), float(grad_norm.asnumpy())
-            if math.isfinite(loss) and math.isfinite(grad_norm):
-                state.epoch_loss += loss
-                state.epoch_steps += 1
-            else:
-                state.epoch_skipped += 1
-                tqdm.write(f"step {state.total_steps + 1}: non-finite loss or gradient, update skipped")
-            state.step_in_epoch += 1
-            state.total_steps += 1
-            step_time = time.time() - step_started
-            step_times.append(step_time)
-            bar.set_postfix(loss=f"{loss:.3f}", si_snr=f"{-loss:.2f}", lr=f"{lr:.2e}",
-                            step_s=f"{step_time:.2f}", samples_s=f"{cfg.batch_size * group_size / step_time:.1f}",
-                            refresh=False)
-            bar.update(1)
-            state.epoch_seconds = time.time() - started
-            if is_chief and cfg.save_checkpoint_steps and state.total_steps % cfg.save_checkpoint_steps == 0:
-                run_dir.save_state(train_step, state)
-            if cfg.max_steps and state.total_steps >= cfg.max_steps:
-                break
-        bar.close()
-        if state.step_in_epoch < steps:  # stopped by max_steps inside the epoch
-            if is_chief:
-                run_dir.save_state(train_step, state)
+
+def run_epoch(run):
+    """The current epoch's remaining steps (all, or up to max_steps), with periodic checkpoints;
+    stopped by max_steps inside the epoch, its state is saved."""
+    cfg, state = run.cfg, run.state
+    epoch = Epoch(lr=learning_rate(cfg, state), started=time.time() - state.epoch_seconds)
+    run.train_step.set_learning_rate(epoch.lr)
+    dataset, info = train_dataset(run.train_path, cfg, state.epoch, run.group_size, run.rank)
+    steps = info["num_segments"] // cfg.batch_size
+    bar = tqdm(total=steps, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+               unit="step", disable=not run.is_chief, dynamic_ncols=True,
+               mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
+    for batch in dataset.skip(state.step_in_epoch).create_tuple_iterator(num_epochs=1):
+        train_one_step(run, epoch, batch, bar)
+        if cfg.max_steps and state.total_steps >= cfg.max_steps:
             break
-        end_started = time.time()
-        valid = mean_si_snr(valid_scores, valid_data)
-        improved = valid > state.best_valid
-        train_si_snr = -state.epoch_loss / max(state.epoch_steps, 1)
-        epoch_steps, skipped = state.epoch_steps, state.epoch_skipped
-        row = {"epoch": state.epoch + 1, "train_si_snr": round(train_si_snr, 4),
-               "valid_si_snr": round(valid, 4), "lr": lr, "steps": epoch_steps,
-               "skipped_steps": skipped, "step_seconds": round(statistics.median(step_times or [0]), 4)}
-        stop = end_epoch(cfg, state, valid)
-        if is_chief:
-            if improved:
-                run_dir.save_best(net, state)
-            run_dir.save_state(train_step, state)
-        row["valid_seconds"] = round(time.time() - end_started, 2)  # validation and checkpoints
-        row["seconds"] = round(time.time() - started, 1)
-        state.history.append(row)
-        if is_chief:
-            run_dir.write_log(state.history)
-        print(f"epoch {state.epoch}/{cfg.epochs}: train SI-SNR {train_si_snr:.2f} dB, valid SI-SNR "
-              f"{valid:.2f} dB{' (best)' if improved else ''}, lr {lr:.2e}, {epoch_steps} steps"
-              f"{f', {skipped} skipped' if skipped else ''}, {row['seconds']:.0f} s", flush=True)
-        if stop:
-            print(f"early stop: no better validation SI-SNR for {state.epochs_since_best} epochs")
-            break
-    print(f"rank {rank} final weights {weights_fingerprint(net)} after {state.total_steps} steps",
-          flush=True)
-    return state
+    bar.close()
+    epoch.complete = state.step_in_epoch >= steps
+    if not epoch.complete and run.is_chief:
+        run.run_dir.save_state(run.train_step, state)
+    return epoch
+
+
+def train_one_step(run, epoch, batch, bar):
+    """One update (a non-finite loss or gradient skips it, counted), then a checkpoint every
+    save_checkpoint_steps."""
+    cfg, state = run.cfg, run.state
+    step_started = time.time()
+    loss, grad_norm = run.train_step(*batch)
+    loss, grad_norm = float(loss.asnumpy()), float(grad_norm.asnumpy())
+    if math.isfinite(loss) and math.isfinite(grad_norm):
+        state.epoch_loss += loss
+        state.epoch_steps += 1
+    else:
+        state.epoch_skipped += 1
+        tqdm.write(f"step {state.total_steps + 1}: non-finite loss or gradient, update skipped")
+    state.step_in_epoch += 1
+    state.total_steps += 1
+    step_time = time.time() - step_started
+    epoch.step_times.append(step_time)
+    bar.set_postfix(loss=f"{loss:.3f}", si_snr=f"{-loss:.2f}", lr=f"{epoch.lr:.2e}", step_s=f"{step_time:.2f}",
+                    samples_s=f"{cfg.batch_size * run.group_size / step_time:.1f}", refresh=False)
+    bar.update(1)
+    state.epoch_seconds = time.time() - epoch.started
+    if run.is_chief and cfg.save_checkpoint_steps and state.total_steps % cfg.save_checkpoint_steps == 0:
+        run.run_dir.save_state(run.train_step, state)
+
+
+def validate_and_log(run, epoch):
+    """After a whole epoch: validation, the best and the periodic checkpoint, the log row and line;
+    True to stop early."""
+    cfg, state = run.cfg, run.state
+    end_started = time.time()
+    valid = mean_si_snr(run.validation, run.valid_data)
+    improved = valid > state.best_valid
+    train_si_snr = -state.epoch_loss / max(state.epoch_steps, 1)
+    epoch_steps, skipped = state.epoch_steps, state.epoch_skipped
+    row = {"epoch": state.epoch + 1, "train_si_snr": round(train_si_snr, 4),
+           "valid_si_snr": round(valid, 4), "lr": epoch.lr, "steps": epoch_steps,
+           "skipped_steps": skipped, "step_seconds": round(statistics.median(epoch.step_times or [0]), 4)}
+    stop = end_epoch(cfg, state, valid)
+    if run.is_chief:
+        if improved:
+            run.run_dir.save_best(run.net, state)
+        run.run_dir.save_state(run.train_step, state)
+    row["valid_seconds"] = round(time.time() - end_started, 2)  # validation and checkpoints
+    row["seconds"] = round(time.time() - epoch.started, 1)
+    state.history.append(row)
+    if run.is_chief:
+        run.run_dir.write_log(state.history)
+    print(f"epoch {state.epoch}/{cfg.epochs}: train SI-SNR {train_si_snr:.2f} dB, valid SI-SNR "
+          f"{valid:.2f} dB{' (best)' if improved else ''}, lr {epoch.lr:.2e}, {epoch_steps} steps"
+          f"{f', {skipped} skipped' if skipped else ''}, {row['seconds']:.0f} s", flush=True)
+    if stop:
+        print(f"early stop: no better validation SI-SNR for {state.epochs_since_best} epochs")
+    return stop

@@ -16,7 +16,7 @@ already in --work_dir is read back instead of trained again, so an interrupted c
 The peer's trainer builds its model from its CONFIG; it is set here from the demo config's model
 (talkers, sample rate, encoder filters, kernel and stride, bottleneck, hidden size, chunk and hop,
 blocks, norm, RNN type and direction), so both sides train the same architecture; a model Asteroid
-cannot match (norm cln, bidirectional: false, dropout) stops with the reason before anything runs.
+cannot match (norm cgln, bidirectional: false, dropout) stops with the reason before anything runs.
 Both have ReLU masks. Asteroid's DPRNNTasNet has no ReLU after its encoder; the paper, the model
 zoo and this project do. `--peer_encoder_relu` also trains the peer with it
 (encoder_activation="relu"): the same architecture on both sides down to that ReLU.
@@ -123,7 +123,7 @@ peer.main()
 
 
 # this project's norms under Asteroid's names; Asteroid's cumulative norm (cgLN) takes 3-D input
-# only, so its DPRNN cannot use it in the blocks and `cln` has no peer
+# only, so its DPRNN cannot use it in the blocks and `cgln` has no peer
 PEER_NORMS = {"gln": "gLN", "ln": "cLN"}
 
 

@@ -33,7 +33,7 @@ def graph():
 @pytest.fixture(scope="session")
 def librimix(tmp_path_factory):
     """A small demo set in LibriMix's layout: 8 train, 3 dev, 3 test mixtures of 2 talkers."""
-    from scripts.make_demo_data import make_librimix
+    from demo_data import make_librimix
     return make_librimix(tmp_path_factory.mktemp("demo"), num_spks=2, counts=(8, 3, 3), seed=1,
                          speakers_per_split=(6, 3, 3))
 

@@ -28,7 +28,7 @@ def write_310_inputs(cfg, infer_dir):
     """preprocess_310.py's work for cfg's test split: files_310.write_inputs; returns the manifest."""
     from data import mindrecord_file, read_split
     from files_310 import write_inputs
-    from metrics import fixed_length_protocol
+    from evaluation import fixed_length_protocol
     return write_inputs(read_split(mindrecord_file(cfg.data_dir, cfg.test_name), cfg.num_spks), infer_dir,
                         fixed_length_protocol(cfg.eval_protocol), cfg.samples("export_length"), cfg.num_spks,
                         cfg.sample_rate)

@@ -16,11 +16,11 @@ import pytest
 import soundfile as sf
 from mindspore.mindrecord import FileWriter
 
+from checkpoint import build_network
 from config import load_config
 from errors import run_main
 from helpers import TINY_TRAINING, script_main, write_310_inputs
 from librimix import SCHEMA
-from network_define import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING + ["--export_length", "1", "--device_target", "CPU"]

@@ -19,10 +19,11 @@ import pytest
 import soundfile as sf
 from test_bad_input import tree
 
+from checkpoint import build_network
 from config import load_config
 from errors import run_main
 from helpers import TINY_TRAINING, full_disk, read_only, script_main, unreadable, write_310_inputs
-from network_define import build_network, export_network
+from mindir import export_network
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING + ["--export_length", "1", "--device_target", "CPU"]

@@ -58,7 +58,7 @@ def test_the_peer_follows_norm_rnn_and_direction():
         "norm_type": "cLN", "bidirectional": False, "rnn_type": "GRU", "n_src": 3}
 
 
-@pytest.mark.parametrize("overrides, named", [(("--norm", "cln", "--causal", "true"), "'cln'"),
+@pytest.mark.parametrize("overrides, named", [(("--norm", "cgln", "--causal", "true"), "'cgln'"),
                                               (("--bidirectional", "false"), "bidirectional: true"),
                                               (("--dropout", "0.1"), "dropout: 0")])
 def test_a_model_the_peer_cannot_build_is_refused(overrides, named):

@@ -4,16 +4,17 @@ import pytest
 import soundfile as sf
 
 from config import UserError
-from data import eval_dataset, mindrecord_file, plan_epoch, read_index, segment_starts, train_dataset
+from data import eval_dataset, mindrecord_file, plan_epoch, read_index, train_dataset
+from evaluation import segment_starts
 
 
 def test_fixed_segments_hand_computed():
     # segment 4, hop 2: length 10 -> 0, 2, 4, 6 and the last 4 samples (6) again, as the zoo does
-    assert segment_starts(10, 4) == [0, 2, 4, 6, 6]
-    assert segment_starts(8, 4) == [0, 2, 4]
-    assert segment_starts(9, 4) == [0, 2, 4, 5]
-    assert segment_starts(4, 4) == [0]
-    assert segment_starts(3, 4) == []
+    assert segment_starts(10, 4, 2) == [0, 2, 4, 6, 6]
+    assert segment_starts(8, 4, 2) == [0, 2, 4]
+    assert segment_starts(9, 4, 2) == [0, 2, 4, 5]
+    assert segment_starts(4, 4, 2) == [0]
+    assert segment_starts(3, 4, 2) == []
 
 
 def test_fixed_plan_covers_every_segment_once_across_shards():
@@ -21,7 +22,7 @@ def test_fixed_plan_covers_every_segment_once_across_shards():
     shards = [plan_epoch(lengths, 4, "fixed", seed=0, epoch=2, num_shards=3, shard_id=k) for k in range(3)]
     assert [len(s) for s in shards] == [4, 4, 4]
     every = sorted(p for s in shards for p in s)
-    expected = sorted((i, s) for i, n in enumerate(lengths) for s in segment_starts(n, 4))
+    expected = sorted((i, s) for i, n in enumerate(lengths) for s in segment_starts(n, 4, 2))
     assert every == expected
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pyloudnorm
 import soundfile as sf
 
-from scripts.make_demo_data import SPLITS, make_librimix
+from demo_data import SPLITS, make_librimix
 
 
 def rows(root, split, mix_type="mix_clean"):
@@ -75,7 +75,7 @@ def test_deterministic_for_a_seed(tmp_path):
 SYNTHESIZE_EVERY_VOICE = """
 import hashlib, sys
 sys.path.insert(0, sys.argv[1])
-from scripts.make_demo_data import ACCENTS, VARIANTS, synthesize
+from demo_data import ACCENTS, VARIANTS, synthesize
 for k, variant in enumerate(VARIANTS):
     audio = synthesize("a quiet garden near the river", f"{ACCENTS[k % len(ACCENTS)]}+{variant}", 160, 45, 55)
     print(variant, hashlib.md5(audio.tobytes()).hexdigest())

@@ -15,12 +15,14 @@ import pytest
 from mindspore import nn
 
 from ascend310_infer.infer_cpu import infer_folder
+from checkpoint import build_network
 from config import UserError, load_config
 from data import mindrecord_file, read_split
+from evaluation import (evaluation_protocol, pieces, reassemble, score_utterances, segment_starts,
+                        separate_utterances, summarize)
 from files_310 import result_utterances
 from helpers import TINY_MODEL, script_main, write_310_inputs
-from metrics import evaluation_protocol, pieces, reassemble, score_utterances, separate_utterances, summarize
-from network_define import build_network, check_export_target, export_network
+from mindir import check_export_target, export_network
 from separation import Separator, load_onnx
 
 evaluate_main = script_main("evaluate.py")
@@ -165,14 +167,14 @@ def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
     np.testing.assert_allclose(exported, Separator(net)(mixture[0])[None], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("config", ["default", "demo", "tiny", "cln", "ln", "causal"])
+@pytest.mark.parametrize("config", ["default", "demo", "tiny", "cgln", "ln", "causal"])
 def test_onnx_export_runs_in_onnxruntime_as_in_mindspore(checkpoint, tmp_path, config):
     """The exported ONNX model, run by onnxruntime, gives MindSpore's output (default, demo and the
     tests' tiny model); evaluate.py --onnx scores it in pieces of its length as evaluate.py scores the
     checkpoint in pieces of that length; an earlier checkpoint's weights export as they are."""
     cfg, ckpt = checkpoint
     argv = {"default": [], "demo": ["--config_path", str(ROOT / "scripts" / "demo_config.yaml")], "tiny": TINY,
-            "cln": TINY + ["--norm", "cln"], "ln": TINY + ["--norm", "ln", "--bidirectional", "false"],
+            "cgln": TINY + ["--norm", "cgln"], "ln": TINY + ["--norm", "ln", "--bidirectional", "false"],
             "causal": ["--config_path", str(ROOT / "scripts" / "demo_causal_config.yaml")]}[config]
     model_cfg = load_config(argv, verbose=False)
     ms.set_seed(4)
@@ -201,7 +203,7 @@ def test_layers_rewritten_for_onnx_compute_the_same(checkpoint):
     """set_onnx_export runs each LSTM direction as its own kernel call and cLN's running sums as
     matrix products: the same output, from the same checkpoint."""
     cfg, ckpt = checkpoint
-    net = build_network(load_config(TINY + ["--norm", "cln"], verbose=False).group("model"))
+    net = build_network(load_config(TINY + ["--norm", "cgln"], verbose=False).group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     net.set_train(False)
     mixture = ms.Tensor(np.random.default_rng(3).standard_normal((2, 3000)).astype(np.float32))
@@ -414,3 +416,10 @@ def test_preprocess_310_replaces_only_its_own_files(prepared, tmp_path):
     with pytest.raises(UserError, match=f"^{infer / 'input'} exists and was not written by preprocess_310.py"):
         write_310_inputs(cfg, infer)
     assert (infer / "input" / "mine.bin").read_bytes() == b"the user's"
+
+
+def test_the_zoo_scores_whole_segments_and_the_last_one_and_trains_on_half_overlapping_ones():
+    """One rule (evaluation.segment_starts) for both: length 10, segments of 4."""
+    assert segment_starts(10, 4, 4) == [0, 4, 6]       # scored: consecutive, then the last 4 samples
+    assert segment_starts(10, 4, 2) == [0, 2, 4, 6, 6]  # trained on: every half segment, then the last
+    assert segment_starts(8, 4, 4) == [0, 4] and segment_starts(3, 4, 4) == []

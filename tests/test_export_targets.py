@@ -15,10 +15,11 @@ from mindspore import nn, ops
 
 import layers
 import mindir
+from checkpoint import build_network
 from config import UserError, load_config
 from helpers import TINY_MODEL, script_main
 from layers import AscendLSTM, emulate_dynamic_rnn
-from network_define import build_network, export_network
+from mindir import export_network
 from separation import load_mindir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,7 +171,7 @@ def test_dynamic_rnn_on_cpu_follows_the_documented_equations(pynative):
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     work = tmp_path_factory.mktemp("export_ckpt")
-    from network_define import model_args
+    from checkpoint import model_args
     cfg = load_config(TINY_MODEL, verbose=False)
     ms.set_seed(2)
     ms.save_checkpoint(build_network(cfg.group("model")), str(work / "tiny.ckpt"),

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from mindspore import nn
 
+from checkpoint import load_weights
 from layers import FusedLSTM, PReLU, cumsum_by_products
-from model import (DPRNN, ChannelLayerNorm, CumulativeLayerNorm, Decoder, Encoder, GlobalLayerNorm, PathRNN,
-                   count_parameters, overlap_add, split_chunks)
-from network_define import load_weights
-from separation import BlockLoopNetwork, Separator
+from model import (BlockLoopNetwork, ChannelLayerNorm, CumulativeLayerNorm, DPRNN, Decoder, Encoder, GlobalLayerNorm,
+                   PathRNN, count_parameters, overlap_add, split_chunks)
+from separation import Separator
 
 DATA = Path(__file__).parent / "data"
 
@@ -128,7 +128,7 @@ def test_initial_weights_follow_the_chosen_scheme(init):
     convolutions and projections uniform in +-1/sqrt(fan_in). init: zoo keeps the model zoo's
     He-uniform +-sqrt(6 / fan_in) everywhere."""
     from config import load_config
-    from network_define import build_network
+    from checkpoint import build_network
     cfg = load_config([] if init == "asteroid" else ["--init", "zoo"], verbose=False)
     ms.set_seed(0)
     net = build_network(cfg.group("model"))
@@ -161,7 +161,7 @@ def test_unknown_settings_are_rejected():
         DPRNN(init="he")
 
 
-@pytest.mark.parametrize("rnn_type, norm", [("LSTM", "gln"), ("GRU", "cln"), ("RNN", "ln")])
+@pytest.mark.parametrize("rnn_type, norm", [("LSTM", "gln"), ("GRU", "cgln"), ("RNN", "ln")])
 def test_every_parameter_gets_a_finite_nonzero_gradient(pynative, rnn_type, norm):
     ms.set_seed(3)
     net = DPRNN(**SMALL, rnn_type=rnn_type, norm=norm)
@@ -307,8 +307,8 @@ def test_optimised_model_equals_the_plain_model_and_loads_its_checkpoints():
     ms.set_context(mode=ms.GRAPH_MODE)
 
 
-@pytest.mark.parametrize("settings", [dict(), dict(rnn_type="GRU", norm="cln"), dict(rnn_type="RNN", norm="ln"),
-                                      dict(norm="cln", causal=True), dict(num_spks=3, num_layers=1)])
+@pytest.mark.parametrize("settings", [dict(), dict(rnn_type="GRU", norm="cgln"), dict(rnn_type="RNN", norm="ln"),
+                                      dict(norm="cgln", causal=True), dict(num_spks=3, num_layers=1)])
 def test_block_loop_network_equals_the_network(graph, settings):
     """Separator's compiled network on CPU (one block looped over every block's weights) computes
     the network's function, reads every block's weights, and leaves the network's parameters (the

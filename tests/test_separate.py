@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from checkpoint import build_network
 from config import UserError, load_config
 from helpers import TINY_MODEL
 from metrics import si_snr
-from network_define import build_network
 from separation import WindowedSeparation, find_inputs, output_stems, separate_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ class ShuffledOracle:
     def __init__(self, seed=0):
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, mixture, repeats=False):
+    def __call__(self, mixture, compile_now=False):
         outputs = np.stack([mixture, np.zeros_like(mixture)])
         return outputs[::-1].copy() if self.rng.random() < 0.5 else outputs
 
@@ -41,7 +41,7 @@ class ScaledEstimates:
     def __init__(self, estimates):
         self.estimates = estimates
 
-    def __call__(self, mixture, repeats=False):
+    def __call__(self, mixture, compile_now=False):
         return self.estimates[:, :len(mixture)]
 
 
@@ -109,12 +109,12 @@ def test_full_windows_are_announced_as_repeating(tmp_path, seconds, expected):
     sf.write(tmp_path / "x.wav", np.zeros(int(8000 * seconds), np.float32), 8000, subtype="FLOAT")
     calls = []
 
-    def spy(mixture, repeats=False):
-        calls.append((len(mixture), repeats))
+    def spy(mixture, compile_now=False):
+        calls.append((len(mixture), compile_now))
         return np.stack([mixture, mixture])
     separate_with(spy, tmp_path / "x.wav", tmp_path, window=2.0)
-    assert [repeats for _, repeats in calls] == expected
-    assert len({length for length, repeats in calls if repeats}) <= 1
+    assert [compile_now for _, compile_now in calls] == expected
+    assert len({length for length, compile_now in calls if compile_now}) <= 1
 
 
 def test_separator_compiles_a_repeating_length_at_its_first_call(monkeypatch):
@@ -126,10 +126,10 @@ def test_separator_compiles_a_repeating_length_at_its_first_call(monkeypatch):
     ran = []
     monkeypatch.setattr(separator, "compiled", lambda batch: ran.append("compiled") or net(batch))
     mixture = np.random.default_rng(0).standard_normal(300).astype(np.float32)
-    with_repeats = separator(mixture, repeats=True)
+    compiled_at_once = separator(mixture, compile_now=True)
     assert ran == ["compiled"]
     separator(mixture[:200])
-    assert ran == ["compiled"]  # a new length without repeats: eager
+    assert ran == ["compiled"]  # a new length without compile_now: eager
     separator(mixture)
     assert ran == ["compiled", "compiled"]
     ms.set_context(mode=ms.PYNATIVE_MODE)
@@ -137,7 +137,7 @@ def test_separator_compiles_a_repeating_length_at_its_first_call(monkeypatch):
         eager = net(ms.Tensor(mixture[None])).asnumpy()[0]
     finally:
         ms.set_context(mode=ms.GRAPH_MODE)
-    np.testing.assert_allclose(with_repeats, eager, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(compiled_at_once, eager, rtol=1e-4, atol=1e-4)
 
 
 def test_memory_does_not_grow_with_length(tmp_path):

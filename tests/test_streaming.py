@@ -18,10 +18,10 @@ from model import DPRNN
 from streaming import StreamingSeparator, latency_ms, latency_samples
 
 ROOT = Path(__file__).resolve().parents[1]
-CAUSAL = ["--causal", "true", "--norm", "cln"]
+CAUSAL = ["--causal", "true", "--norm", "cgln"]
 
 
-def causal_net(kernel_size=8, K=6, norm="cln", rnn_type="LSTM", seed=0):
+def causal_net(kernel_size=8, K=6, norm="cgln", rnn_type="LSTM", seed=0):
     ms.set_seed(seed)
     net = DPRNN(16, 8, 8, kernel_size, rnn_type=rnn_type, norm=norm, num_layers=2, K=K, causal=True,
                 lstm_for="CPU")
@@ -62,7 +62,7 @@ def test_readme_states_the_latency_of_the_default_and_demo_causal_models():
             ms_text
 
 
-@pytest.mark.parametrize("norm, rnn_type", [("cln", "LSTM"), ("ln", "LSTM"), ("cln", "GRU")])
+@pytest.mark.parametrize("norm, rnn_type", [("cgln", "LSTM"), ("ln", "LSTM"), ("cgln", "GRU")])
 @pytest.mark.parametrize("length", [803, 96])
 def test_streamed_output_is_the_whole_recording_output_for_any_block_size(norm, rnn_type, length):
     """Blocks of one sample, of sizes that do not divide the stride (4) or the chunk hop (12
@@ -114,10 +114,10 @@ def test_state_stays_the_same_size_however_long_the_stream():
 def test_only_a_causal_model_streams():
     ms.set_seed(0)
     with pytest.raises(ValueError, match="not causal"):
-        StreamingSeparator(DPRNN(16, 8, 8, 8, norm="cln", num_layers=1, K=6))
-    with pytest.raises(ValueError, match="needs norm cln or ln"):
+        StreamingSeparator(DPRNN(16, 8, 8, 8, norm="cgln", num_layers=1, K=6))
+    with pytest.raises(ValueError, match="needs norm cgln or ln"):
         DPRNN(16, 8, 8, 8, norm="gln", num_layers=1, K=6, causal=True)
-    with pytest.raises(UserError, match="causal: true needs norm cln or ln .*add --norm cln"):
+    with pytest.raises(UserError, match="causal: true needs norm cgln or ln .*add --norm cgln"):
         load_config(["--causal", "true"], verbose=False)
 
 
@@ -167,7 +167,7 @@ def test_window_0_separates_in_one_pass(prepared, librimix, tmp_path):
     """--window 0 writes the model's output for the whole file (any model), at the mixture's level."""
     ckpt = tmp_path / "tiny.ckpt"
     ms.set_seed(5)
-    from network_define import build_network
+    from checkpoint import build_network
     net = build_network(load_config(TINY_MODEL, verbose=False).group("model"))
     ms.save_checkpoint(net, str(ckpt))
     source = sorted((librimix / "test" / "mix_clean").glob("*.wav"))[0]

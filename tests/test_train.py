@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 from mindspore import nn, ops
 
+from checkpoint import build_network, checkpoint_settings, load_checkpoint, load_weights, network_from_checkpoint
 from config import UserError, load_config
 from data import eval_dataset, mindrecord_file, train_dataset
 from device import eager_mode
 from helpers import TINY_TRAINING
-from network_define import (DPRNNWithLoss, UtteranceScores, build_network, checkpoint_settings, load_checkpoint,
-                            load_weights, mean_si_snr, network_from_checkpoint)
+from network_define import DPRNNWithLoss, ValidationNetwork, mean_si_snr
 from train_wrapper import TrainOneStep
 from trainer import TrainState, end_epoch, learning_rate, train, validation_in_one_graph
 
@@ -31,7 +31,7 @@ TINY = TINY_TRAINING
 def tiny_data(tmp_path_factory):
     """Two training mixtures, one validation, one test: (librimix root, data_dir)."""
     from librimix import preprocess
-    from scripts.make_demo_data import make_librimix
+    from demo_data import make_librimix
     work = tmp_path_factory.mktemp("tiny")
     root = make_librimix(work / "librimix", counts=(2, 1, 1), seed=3, speakers_per_split=(4, 2, 2))
     preprocess(root, work / "data", load_config(["--shard_num", "1"], verbose=False))
@@ -88,12 +88,12 @@ def test_a_short_run_overfits_a_few_mixtures_by_10_db(tiny_data, tmp_path):
                      "--save_checkpoint_steps", "0")
     train_utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
     ms.set_seed(cfg.seed)
-    before = mean_si_snr(UtteranceScores(build_network(cfg.group("model")), 2, False), train_utterances)
+    before = mean_si_snr(ValidationNetwork(build_network(cfg.group("model")), 2, False), train_utterances)
     state = train(cfg)
     trained = build_network(cfg.group("model"))
     final = sorted(tmp_path.glob("dprnn-e*.ckpt"))[-1]
     load_weights(trained, final)
-    after = mean_si_snr(UtteranceScores(trained, 2, True), train_utterances)
+    after = mean_si_snr(ValidationNetwork(trained, 2, True), train_utterances)
     assert after > before + 10, (before, after)
     log = (tmp_path / "train_log.csv").read_text().splitlines()
     assert log[0] == "epoch,train_si_snr,valid_si_snr,lr,steps,skipped_steps,step_seconds,valid_seconds,seconds"
@@ -110,7 +110,7 @@ def test_compiled_validation_scores_as_eager_validation_does(tiny_data):
     assert len({int(b["lens"][0]) for b in utterances.create_dict_iterator(num_epochs=1)}) == 2
     ms.set_context(mode=ms.GRAPH_MODE)
     net = build_network(cfg.group("model"))
-    eager, compiled = UtteranceScores(net, 2, False), UtteranceScores(net, 2, True)
+    eager, compiled = ValidationNetwork(net, 2, False), ValidationNetwork(net, 2, True)
     batches = list(utterances.create_dict_iterator(num_epochs=1, output_numpy=True))
     with eager_mode():
         expected = [eager.scores(ms.Tensor(b["mixture"]), b["sources"], b["lens"])[0] for b in batches]

@@ -1,0 +1,167 @@
+"""The evaluation protocols: how a test utterance is cut for a network, put back together, scored
+and summed up, and where the results are written. One module for evaluate.py, the 310 path
+(files_310.py, postprocess.py) and the training segments (data.py), so each rule exists once.
+
+Protocols: "whole" utterances; "pieces", consecutive fixed-length pieces (the last zero-padded)
+put back together; "zoo", the model zoo's fixed-length segments scored one by one (evaluate.py
+says more).
+"""
+import csv
+import json
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+
+from errors import UserError
+from fileio import atomic_paths
+from metrics import match_sources, score, sdr_and_improvement
+
+
+def segment_starts(length, segment_len, hop):
+    """Starts of the segment_len-long segments of an utterance of `length` samples, every `hop`
+    samples, plus the last segment_len samples whenever length is not a multiple of segment_len
+    (even if a hop already ends there, as the model zoo's generator does); none if it is shorter.
+    The zoo scores segments a whole segment apart and trains on segments half a segment apart."""
+    starts = list(range(0, length - segment_len + 1, hop))
+    if starts and length % segment_len:
+        starts.append(length - segment_len)
+    return starts
+
+
+def pieces(length, piece_len):
+    """(offset, valid samples) of consecutive pieces covering `length`; the last may be short."""
+    return [(offset, min(piece_len, length - offset)) for offset in range(0, length, piece_len)]
+
+
+def layout(protocol, length, segment_len):
+    """(offset, valid samples) of the pieces a fixed-length network is given of an utterance:
+    "zoo", its whole segments (none if it is shorter than one); "pieces", consecutive pieces
+    covering it, the last possibly short (zero-padded by pad_piece)."""
+    if protocol == "zoo":
+        return [(start, segment_len) for start in segment_starts(length, segment_len, segment_len)]
+    return pieces(length, segment_len)
+
+
+def pad_piece(mixture, offset, valid, piece_len):
+    """The piece of a mixture [T] at offset, zero-padded to piece_len: the model's fixed input."""
+    piece = np.zeros(piece_len, np.float32)
+    piece[:valid] = mixture[offset:offset + valid]
+    return piece
+
+
+def reassemble(piece_estimates, cuts, sources):
+    """Put separated pieces back into whole-utterance estimates [C, T].
+
+    piece_estimates: [C, piece_len] per piece; cuts: (offset, valid) per piece (layout()). Each piece's
+    speakers are matched to the references on that piece, since a model separating pieces
+    independently need not keep the same speaker order from one to the next.
+    """
+    estimates = np.zeros_like(sources)
+    for estimate, (offset, valid) in zip(piece_estimates, cuts):
+        window = slice(offset, offset + valid)
+        estimates[:, window] = match_sources(estimate[:, :valid], sources[:, window])
+    return estimates
+
+
+ZOO_SEGMENT_SECONDS = 4.0
+
+
+def evaluation_protocol(eval_protocol, segment_len, sample_rate):
+    """(protocol, segment length in samples; 0 for whole utterances) of the eval settings:
+    segment_len is eval_segment in samples, 0 for the protocol's default."""
+    protocol = "pieces" if eval_protocol == "whole" and segment_len else eval_protocol
+    if protocol == "whole":
+        return protocol, 0
+    return protocol, segment_len or int(round(ZOO_SEGMENT_SECONDS * sample_rate))
+
+
+def fixed_length_protocol(eval_protocol):
+    """The protocol for a model of fixed input length (MindIR, ONNX): the zoo's segments, or else
+    pieces of that length (it cannot take whole utterances)."""
+    return "zoo" if eval_protocol == "zoo" else "pieces"
+
+
+def separate_utterances(utterances, separate, protocol, segment_len):
+    """(mixture_ID, mixture, sources) -> (key, mixture, sources, estimates matched to the sources)
+    per scored item: the utterance (whole, pieces) or each zoo segment. key: {"mixture_ID"} and,
+    for a segment, its "start" sample."""
+    for mixture_id, mixture, sources in utterances:
+        if protocol == "whole":
+            yield {"mixture_ID": mixture_id}, mixture, sources, match_sources(separate(mixture), sources)
+            continue
+        cuts = layout(protocol, len(mixture), segment_len)
+        outputs = [separate(pad_piece(mixture, offset, valid, segment_len)) for offset, valid in cuts]
+        yield from scored_items(protocol, mixture_id, mixture, sources, outputs, cuts)
+
+
+def scored_items(protocol, mixture_id, mixture, sources, outputs, cuts):
+    """The items one utterance is scored as, from a fixed-length network's outputs [C, segment_len]
+    for its cuts (layout()): zoo, one per segment; pieces, the utterance put back together."""
+    if protocol == "zoo":
+        for estimate, (start, valid) in zip(outputs, cuts):
+            window = slice(start, start + valid)
+            yield ({"mixture_ID": mixture_id, "start": start}, mixture[window], sources[:, window],
+                   match_sources(estimate, sources[:, window]))
+    else:
+        yield {"mixture_ID": mixture_id}, mixture, sources, reassemble(outputs, cuts, sources)
+
+
+def score_utterances(items, cal_sdr, num_workers):
+    """Rows of the items' keys, SI-SNR, SI-SNRi (and SDR, SDRi: mir_eval in num_workers processes)."""
+    rows, sdr_jobs = [], []
+    with ProcessPoolExecutor(max(1, num_workers)) if cal_sdr else nullcontext() as pool:
+        for key, mixture, sources, estimates in items:
+            rows.append({**key, **score(mixture, sources, estimates, key["mixture_ID"])})
+            if cal_sdr:
+                sdr_jobs.append(pool.submit(sdr_and_improvement, estimates, sources, mixture))
+        for row, job in zip(rows, sdr_jobs):
+            row["SDR"], row["SDRi"] = job.result()
+    return rows
+
+
+def summarize(rows, protocol, segment_len, sample_rate, utterances):
+    """Averages over the rows (utterances, or zoo segments) and what was scored: `utterances` is
+    how many the test split holds, so those the zoo protocol dropped are counted."""
+    if not rows:
+        raise UserError(f"no utterance of the test split is {segment_len / sample_rate:g} s or longer: "
+                        f"the zoo protocol dropped all {utterances}; lower --eval_segment")
+    scored = len({row["mixture_ID"] for row in rows})
+    label = {"whole": "whole utterances", "pieces": f"{segment_len / sample_rate:g}-s pieces",
+             "zoo": f"model zoo: {segment_len / sample_rate:g}-s segments"}[protocol]
+    summary = {"protocol": label, "utterances": scored, "dropped_utterances": utterances - scored}
+    if protocol == "zoo":
+        summary["segments"] = len(rows)
+    summary["si_snr"] = float(np.mean([r["SI-SNR"] for r in rows]))
+    summary["si_snri"] = float(np.mean([r["SI-SNRi"] for r in rows]))
+    if "SDR" in rows[0]:
+        summary["sdr"] = float(np.mean([r["SDR"] for r in rows]))
+        summary["sdri"] = float(np.mean([r["SDRi"] for r in rows]))
+    return summary
+
+
+def results_file(summary):
+    return "per_segment.csv" if "segments" in summary else "per_utterance.csv"
+
+
+def write_results(rows, summary, results_dir):
+    """per_utterance.csv (zoo: per_segment.csv) and summary.json in results_dir, replaced together,
+    whole, or not at all."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_paths(results_dir / results_file(summary), results_dir / "summary.json") as (table, summary_tmp):
+        with open(table, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        summary_tmp.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def print_summary(summary):
+    if "segments" in summary:
+        print(f"{summary['protocol']}: {summary['segments']} segments of {summary['utterances']} "
+              f"utterances scored, {summary['dropped_utterances']} shorter utterances dropped")
+    if "sdri" in summary:
+        print(f"Average SDR improvement: {summary['sdri']:.2f}")
+    print(f"Average SISNR improvement: {summary['si_snri']:.2f}")
