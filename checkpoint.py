@@ -6,7 +6,7 @@ from pathlib import Path
 
 import mindspore as ms
 
-from errors import UserError
+from errors import UserError, reason_of
 from mindir import SUFFIX
 from model import DPRNN, NORM_ALIASES
 
@@ -76,7 +76,7 @@ def load_checkpoint(path):
     try:
         return ms.load_checkpoint(str(path))
     except (RuntimeError, ValueError, OSError) as err:
-        raise UserError(f"{path}: not a readable MindSpore checkpoint ({str(err).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable MindSpore checkpoint ({reason_of(err)})") from None
 
 
 def save_checkpoint(cell, path, extra):

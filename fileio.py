@@ -11,7 +11,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from errors import UserError
+from errors import UserError, reason_of
 
 
 def _fsync(path):
@@ -30,7 +30,7 @@ def cannot_write(path, err):
     if getattr(err, "errno", None) == errno.ENOSPC or _disk_full(path):
         reason = "disk full"
     else:
-        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[0]
+        reason = getattr(err, "strerror", None) or reason_of(err)
     return OutputError(f"{path}: cannot write it ({reason}); nothing was replaced")
 
 

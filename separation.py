@@ -22,7 +22,7 @@ from mindspore import nn
 from tqdm import tqdm
 
 from device import eager_mode
-from errors import UserError
+from errors import UserError, reason_of
 from fileio import atomic_paths, cannot_write, made_folders
 from mindir import check_form
 from model import BlockLoopNetwork
@@ -83,7 +83,7 @@ def load_mindir(path):
     try:
         model = nn.GraphCell(ms.load(str(path)))
     except (RuntimeError, ValueError) as err:
-        raise UserError(f"{path}: not a loadable MindIR ({str(err).strip().splitlines()[0][:200]}): "
+        raise UserError(f"{path}: not a loadable MindIR ({reason_of(err)[:200]}): "
                         f"export it again with export.py") from None
     return lambda mixture: model(ms.Tensor(mixture)).asnumpy()
 
@@ -100,7 +100,7 @@ def load_onnx(path):
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as err:  # onnxruntime's own exception classes derive from Exception only
-        raise UserError(f"{path}: not a loadable ONNX model ({str(err).strip().splitlines()[0][:200]}): "
+        raise UserError(f"{path}: not a loadable ONNX model ({reason_of(err)[:200]}): "
                         f"export it again with export.py --file_format ONNX") from None
     name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
     return (lambda mixture: session.run(None, {name: mixture})[0]), shape[-1]
@@ -137,7 +137,7 @@ def audio_problem(path):
     except PermissionError:
         return "no permission to read it"
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = reason_of(err)
         return f"not audio that soundfile reads ({reason})"
     return "no samples" if info.frames == 0 else None
 

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import device  # noqa: E402,F401  (after the path above; first: it sets MindSpore's environment)
-from errors import UserError, run_main  # noqa: E402
+from errors import UserError, reason_of, run_main  # noqa: E402
 from fileio import atomic_path, check_output_dir  # noqa: E402
 from mindir import check_form  # noqa: E402
 from separation import load_mindir  # noqa: E402
@@ -50,7 +50,7 @@ def load_runner(mindir):
     try:
         return (lite_runner if lite else mindspore_runner)(mindir), "MindSpore Lite" if lite else "MindSpore"
     except (RuntimeError, ValueError) as err:
-        raise UserError(f"{mindir}: not a loadable MindIR ({str(err).strip().splitlines()[0][:200]}): "
+        raise UserError(f"{mindir}: not a loadable MindIR ({reason_of(err)[:200]}): "
                         f"export it again with export.py") from None
 
 
