@@ -183,7 +183,7 @@ def float16_lstm_cost(cfg):
         separate = FixedLengthSeparator(lambda mixture: net(ms.Tensor(mixture)).asnumpy(), length)
         items = list(separate_utterances(read_split(test_file, settings["num_spks"]), separate, "pieces", length))
         estimates[form] = np.concatenate([item[3].ravel() for item in items]).astype(np.float64)
-        rows = score_utterances(items, False, 1)
+        rows = score_utterances(items, False, 1, settings["sample_rate"])
         result[f"si_snri_{form}"] = round(float(np.mean([r["SI-SNRi"] for r in rows])), 6)
     result["difference_db"] = round(result["si_snri_float16"] - result["si_snri_float32"], 6)
     error = estimates["float16"] - estimates["float32"]

@@ -17,9 +17,12 @@ Protocols (`--eval_protocol`):
   over segments.
 An exported ONNX model (`--onnx`, run in onnxruntime) takes inputs of the length it was exported
 with: pieces of that length (or zoo segments of it), as the Ascend 310 path scores a MindIR.
-Writes results_dir/per_utterance.csv (zoo: per_segment.csv) and results_dir/summary.json and
-prints the averages the way the model zoo does.
+Writes results_dir/per_utterance.csv (zoo: per_segment.csv), results_dir/summary.json and
+results_dir/report.html, a listening report (report.py: the `report_items` worst and best utterances
+to hear, their spectrograms, a histogram and a sortable table), and prints the averages the way the
+model zoo does. `--report_only` makes report.html again from what results_dir holds.
 """
+import json
 from pathlib import Path
 
 from config import load_config
@@ -29,18 +32,23 @@ from tqdm import tqdm
 from checkpoint import checkpoint_settings, network_from_checkpoint
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
-from errors import ArgumentParser, run_main
-from evaluation import (evaluation_protocol, fixed_length_protocol, print_summary, results_file, score_utterances,
-                        separate_utterances, summarize, write_results)
-from fileio import check_output_dir
+from errors import ArgumentParser, UserError, run_main
+from evaluation import (check_results_dir, evaluation_protocol, fixed_length_protocol, print_summary, print_written,
+                        results_file, score_utterances, separate_utterances, summarize, write_results)
+from report import Extremes, write_evaluation_report
 from separation import FixedLengthSeparator, Separator, load_onnx
 
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--onnx", default="", help="an exported ONNX model instead of --ckpt_path (onnxruntime)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="only make results_dir/report.html again, from the results it holds")
     cfg = load_config(argv, parser)
-    check_output_dir(cfg.results_dir, "--results_dir")
+    check_results_dir(cfg.results_dir)
+    if cfg.report_only:
+        return report_only(cfg.results_dir)
+    settings = {}
     if cfg.onnx:
         model, segment_len = load_onnx(cfg.onnx)
         separate = FixedLengthSeparator(model, segment_len)
@@ -54,12 +62,26 @@ def main(argv=None):
     test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
     count = len(read_index(test_file)[0])
     utterances = tqdm(read_split(test_file, cfg.num_spks), total=count, desc="evaluating", unit="utt")
+    extremes = Extremes(cfg.report_items)
     rows = score_utterances(separate_utterances(utterances, separate, protocol, segment_len),
-                            cfg.cal_sdr, cfg.num_workers)
-    summary = summarize(rows, protocol, segment_len, cfg.sample_rate, count)
-    write_results(rows, summary, cfg.results_dir)
+                            cfg.cal_sdr, cfg.num_workers, cfg.sample_rate, extremes.offer)
+    summary = summarize(rows, protocol, segment_len, cfg.sample_rate, count, model=cfg.onnx or cfg.ckpt_path,
+                        model_args=settings, test_set=str(test_file))
+    write_results(rows, summary, cfg.results_dir, extremes)
     print_summary(summary)
-    print(f"detailed results: {Path(cfg.results_dir) / results_file(summary)}")
+    print_written(summary, cfg.results_dir)
+
+
+def report_only(results_dir):
+    summary_path = Path(results_dir) / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{summary_path}: {getattr(err, 'strerror', None) or err}: --results_dir must hold "
+                        f"an evaluation (evaluate.py writes it)") from None
+    for note in write_evaluation_report(results_dir, results_file(summary)):
+        print(f"note: {note}")
+    print(f"listening report: {Path(results_dir) / 'report.html'} (open it in a browser)")
 
 
 if __name__ == "__main__":

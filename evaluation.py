@@ -10,12 +10,14 @@ import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from errors import UserError
-from fileio import atomic_paths
+import report
+from fileio import atomic_paths, check_output_dir
 from metrics import match_sources, score, sdr_and_improvement
 
 
@@ -108,12 +110,17 @@ def scored_items(protocol, mixture_id, mixture, sources, outputs, cuts):
         yield {"mixture_ID": mixture_id}, mixture, sources, reassemble(outputs, cuts, sources)
 
 
-def score_utterances(items, cal_sdr, num_workers):
-    """Rows of the items' keys, SI-SNR, SI-SNRi (and SDR, SDRi: mir_eval in num_workers processes)."""
+def score_utterances(items, cal_sdr, num_workers, sample_rate, keep=None):
+    """Rows of the items' keys, length in seconds, SI-SNR, SI-SNRi (and SDR, SDRi: mir_eval in
+    num_workers processes). keep(row, mixture, sources, estimates), if given, sees every item (the
+    report's report.Extremes keeps the ones to listen to)."""
     rows, sdr_jobs = [], []
     with ProcessPoolExecutor(max(1, num_workers)) if cal_sdr else nullcontext() as pool:
         for key, mixture, sources, estimates in items:
-            rows.append({**key, **score(mixture, sources, estimates, key["mixture_ID"])})
+            rows.append({**key, "seconds": round(len(mixture) / sample_rate, 4),
+                         **score(mixture, sources, estimates, key["mixture_ID"])})
+            if keep:
+                keep(rows[-1], mixture, sources, estimates)
             if cal_sdr:
                 sdr_jobs.append(pool.submit(sdr_and_improvement, estimates, sources, mixture))
         for row, job in zip(rows, sdr_jobs):
@@ -121,9 +128,10 @@ def score_utterances(items, cal_sdr, num_workers):
     return rows
 
 
-def summarize(rows, protocol, segment_len, sample_rate, utterances):
+def summarize(rows, protocol, segment_len, sample_rate, utterances, **about):
     """Averages over the rows (utterances, or zoo segments) and what was scored: `utterances` is
-    how many the test split holds, so those the zoo protocol dropped are counted."""
+    how many the test split holds, so those the zoo protocol dropped are counted; `about` (the
+    model, its settings, the test set) is recorded as given."""
     if not rows:
         raise UserError(f"no utterance of the test split is {segment_len / sample_rate:g} s or longer: "
                         f"the zoo protocol dropped all {utterances}; lower --eval_segment")
@@ -138,24 +146,38 @@ def summarize(rows, protocol, segment_len, sample_rate, utterances):
     if "SDR" in rows[0]:
         summary["sdr"] = float(np.mean([r["SDR"] for r in rows]))
         summary["sdri"] = float(np.mean([r["SDRi"] for r in rows]))
-    return summary
+    return {**summary, "sample_rate": sample_rate, **about}
 
 
 def results_file(summary):
     return "per_segment.csv" if "segments" in summary else "per_utterance.csv"
 
 
-def write_results(rows, summary, results_dir):
-    """per_utterance.csv (zoo: per_segment.csv) and summary.json in results_dir, replaced together,
-    whole, or not at all."""
+def check_results_dir(results_dir):
+    """--results_dir can take the results and their report (before any work)."""
+    check_output_dir(results_dir, "--results_dir")
+    report.check_replaceable(Path(results_dir) / report.REPORT)
+    report.check_audio_folder(results_dir)
+
+
+def write_results(rows, summary, results_dir, extremes):
+    """per_utterance.csv (zoo: per_segment.csv), summary.json and the listening report (report.html
+    and the audio of the report.Extremes it plays) in results_dir, replaced together, whole, or not
+    at all. The report is made from the files as written."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_paths(results_dir / results_file(summary), results_dir / "summary.json") as (table, summary_tmp):
+    targets = [results_dir / name for name in (results_file(summary), "summary.json", report.REPORT, report.AUDIO_DIR)]
+    with atomic_paths(*targets) as (table, summary_tmp, page, audio):
         with open(table, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         summary_tmp.write_text(json.dumps(summary, indent=1) + "\n")
+        audio.mkdir()
+        report.write_item_audio(audio, extremes, summary["sample_rate"])
+        text, _ = report.evaluation_report(table, summary_tmp, audio, results_dir, datetime.now(),
+                                           results_file(summary))
+        page.write_text(text)
 
 
 def print_summary(summary):
@@ -165,3 +187,9 @@ def print_summary(summary):
     if "sdri" in summary:
         print(f"Average SDR improvement: {summary['sdri']:.2f}")
     print(f"Average SISNR improvement: {summary['si_snri']:.2f}")
+
+
+def print_written(summary, results_dir):
+    results_dir = Path(results_dir)
+    print(f"detailed results: {results_dir / results_file(summary)}")
+    print(f"listening report: {results_dir / report.REPORT} (open it in a browser)")

@@ -54,49 +54,58 @@ def atomic_path(path):
 
 @contextmanager
 def atomic_paths(*paths):
-    """atomic_path for files that belong together (a result table and its summary, one wav per
-    talker): temporary paths to write, and only when every one of them is written and flushed to
-    disk are they renamed over the targets. A full disk or an error while writing any of them
-    leaves every target as it was."""
+    """atomic_path for outputs that belong together (a result table, its summary and its report;
+    one wav per talker): temporary paths to write, and only when every one of them is written and
+    flushed to disk are they renamed over the targets. A temporary path the caller made a folder
+    replaces its target folder whole (the old one is moved aside, then removed). A full disk or an
+    error while writing any of them leaves every target as it was; a kill leaves hidden temporaries,
+    which the next call removes."""
     paths = [Path(path) for path in paths]
     tmps = [path.with_name(f".{path.name}.partial{path.suffix}") for path in paths]
+    olds = [path.with_name(f".{path.name}.old") for path in paths]
+    for leftover in tmps + olds:
+        _remove(leftover)
     try:
         yield tmps
         for path, tmp in zip(paths, tmps):
             try:
-                _fsync(tmp)
+                for written in (sorted(tmp.rglob("*")) if tmp.is_dir() else [tmp]):
+                    if written.is_file():
+                        _fsync(written)
             except OSError as err:
                 raise cannot_write(path, err) from None
-        for path, tmp in zip(paths, tmps):
-            os.replace(tmp, path)
+        for path, tmp, old in zip(paths, tmps, olds):
+            if tmp.is_dir():
+                if path.exists():
+                    path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
     except OSError as err:
         raise cannot_write(paths[0], err) from None
     finally:
         for tmp in tmps:
-            tmp.unlink(missing_ok=True)
+            _remove(tmp)
+
+
+def _remove(path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 @contextmanager
 def atomic_folder(path):
-    """atomic_path for a folder: yields a hidden folder beside `path` to fill; on success the old
-    `path` (if any) is moved aside, the new one renamed into place and the old one removed, so a
-    reader finds the old folder or the new one, never a half-made one. On any error (or kill, at
-    the next run) the hidden folder is removed. A caller that replaces only some entries of a
-    folder the user shares with it (files_310.write_inputs) or whose readers must never find the
-    name missing (librimix.OutputSet, a link switched in one rename) does more than this."""
-    path = Path(path)
-    partial, old = path.with_name(f".{path.name}.partial"), path.with_name(f".{path.name}.old")
-    for leftover in (partial, old):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
+    """atomic_paths for one folder: yields a hidden folder beside `path` to fill, which replaces
+    `path` whole on success, so a reader finds the old folder or the new one, never a half-made one.
+    A caller that replaces only some entries of a folder the user shares with it
+    (files_310.write_inputs) or whose readers must never find the name missing
+    (librimix.OutputSet, a link switched in one rename) does more than this."""
+    with atomic_paths(path) as (partial,):
         partial.mkdir(parents=True)
         yield partial
-        if path.exists():
-            path.rename(old)
-        partial.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_text(path, text):

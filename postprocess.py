@@ -12,8 +12,8 @@ from pathlib import Path
 from config import load_config
 
 from errors import ArgumentParser, run_main
-from evaluation import print_summary, score_utterances, summarize, write_results
-from fileio import check_output_dir
+from evaluation import check_results_dir, print_summary, print_written, score_utterances, summarize, write_results
+from report import Extremes
 from files_310 import read_manifest, result_utterances
 
 
@@ -22,14 +22,18 @@ def main(argv=None):
     parser.add_argument("--infer_dir", default="infer_310", help="preprocess_310.py's output folder")
     parser.add_argument("--result_dir", default="", help="result bins (default: INFER_DIR/result_Files)")
     cfg = load_config(argv, parser)
-    check_output_dir(cfg.results_dir, "--results_dir")
+    check_results_dir(cfg.results_dir)
     result_dir = cfg.result_dir or str(Path(cfg.infer_dir) / "result_Files")
     manifest = read_manifest(cfg.infer_dir)[0]
-    rows = score_utterances(result_utterances(cfg.infer_dir, result_dir), cfg.cal_sdr, cfg.num_workers)
+    extremes = Extremes(cfg.report_items)
+    rows = score_utterances(result_utterances(cfg.infer_dir, result_dir), cfg.cal_sdr, cfg.num_workers,
+                            manifest["sample_rate"], extremes.offer)
     summary = summarize(rows, manifest["protocol"], manifest["piece_length"], manifest["sample_rate"],
-                        len(manifest["utterances"]) + manifest["dropped_utterances"])
-    write_results(rows, summary, cfg.results_dir)
+                        len(manifest["utterances"]) + manifest["dropped_utterances"],
+                        model=f"{result_dir} (the 310 path's results)", test_set=str(cfg.infer_dir))
+    write_results(rows, summary, cfg.results_dir, extremes)
     print_summary(summary)
+    print_written(summary, cfg.results_dir)
 
 
 if __name__ == "__main__":

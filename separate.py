@@ -10,7 +10,8 @@ and any file that cannot be separated, gets one `skipped:` line with the reason,
 the exit status is 0 when at least one file was separated, 1 when none was). Writes
 OUT_DIR/<folders>/<name>_s1.wav ... <name>_sC.wav, mirroring the inputs' folders below their common
 parent, 16-bit if the input was integer PCM, float otherwise; existing outputs are replaced only
-with --overwrite. Each talker is brought to its level in the recording (least-squares gains under
+with --overwrite. OUT_DIR/listen.html plays each input and its talkers, with their spectrograms
+(report.py). Each talker is brought to its level in the recording (least-squares gains under
 which the talkers add up to the mixture) and never clipped: an output that would still exceed full
 scale is scaled down as a whole, and a note says so.
 
@@ -25,7 +26,6 @@ from pathlib import Path
 
 from config import check_length, load_config
 
-import librosa
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
@@ -34,31 +34,10 @@ from checkpoint import checkpoint_settings, network_from_checkpoint
 from device import setup_device
 from errors import ArgumentParser, UserError, run_main
 from fileio import OutputError, atomic_path, check_output_dir
+from report import LISTEN, check_replaceable, files_spectrograms, write_listening_page
 from separation import (FixedLengthSeparator, Separator, WindowedSeparation, find_inputs, load_mindir, load_onnx,
                         output_paths, output_stems, separate_file)
 from streaming import StreamingSeparation, StreamingSeparator
-
-
-def plot_spectrograms(mixture_path, estimate_paths, png_path, max_seconds=30):
-    """PNG with the spectrograms of the mixture and each estimate (their first max_seconds)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    paths = [mixture_path] + list(estimate_paths)
-    fig, axes = plt.subplots(len(paths), 1, figsize=(10, 2.2 * len(paths)), sharex=True)
-    for ax, path in zip(axes, paths):
-        rate = sf.info(str(path)).samplerate
-        audio = sf.read(str(path), frames=int(max_seconds * rate), dtype="float32", always_2d=True)[0].mean(1)
-        spectrum = librosa.amplitude_to_db(np.abs(librosa.stft(audio, n_fft=512, hop_length=128)), ref=np.max)
-        ax.imshow(spectrum, origin="lower", aspect="auto", cmap="magma", vmin=-80, vmax=0,
-                  extent=(0, len(audio) / rate, 0, rate / 2000))
-        ax.set_title(Path(path).name, fontsize=9)
-        ax.set_ylabel("kHz")
-    axes[-1].set_xlabel("seconds")
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
 
 
 def make_separation(cfg):
@@ -100,6 +79,7 @@ def main(argv=None):
     setup_device(**cfg.group("device"))
     files, skipped = find_inputs(cfg.inputs, cfg.out_dir)
     check_output_dir(cfg.out_dir, "--out_dir")
+    check_replaceable(Path(cfg.out_dir) / LISTEN)
     check_length("--block_ms", cfg, cfg.block_ms, unit=1e-3, whole_frame=False)
     separation, cfg = make_separation(cfg)
     stems = output_stems(files, cfg.out_dir)
@@ -110,7 +90,7 @@ def main(argv=None):
                             f"to replace them, or choose another --out_dir")
     for line in skipped:
         print(f"skipped: {line}")
-    separated = 0
+    separated = []
     for path, stem in tqdm(list(zip(files, stems)), desc="files", unit="file"):
         try:
             outputs, scales = separate_file(path, stem, separation, cfg.num_spks,
@@ -120,9 +100,10 @@ def main(argv=None):
                     tqdm.write(f"note: {output} scaled by {20 * np.log10(scale):.1f} dB to stay below "
                                f"full scale (not clipped)")
             if cfg.plot:
-                plot_spectrograms(path, outputs, stem.with_name(f"{stem.name}_spectrograms.png"))
+                with atomic_path(stem.with_name(f"{stem.name}_spectrograms.png")) as png:
+                    Path(png).write_bytes(files_spectrograms([path] + outputs, "png"))
             tqdm.write(f"{path} -> {', '.join(str(p) for p in outputs)}")
-            separated += 1
+            separated.append((path, outputs))
         except OutputError:
             raise
         except (UserError, sf.LibsndfileError) as err:
@@ -130,8 +111,10 @@ def main(argv=None):
             tqdm.write(f"skipped: {err}")
     if not separated:
         raise UserError(f"no file separated: {skipped[0]}")
-    print(f"separated {separated} file{'s' * (separated != 1)} into {cfg.out_dir}"
+    page = write_listening_page(cfg.out_dir, separated)
+    print(f"separated {len(separated)} file{'s' * (len(separated) != 1)} into {cfg.out_dir}"
           + (f"; skipped {len(skipped)} (the 'skipped:' lines above)" if skipped else ""))
+    print(f"listen to them: {page} (open it in a browser)")
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def audio_problem(path):
 
 
 # what separate_file and separate.py --plot name their outputs
-OUTPUT_NAME = re.compile(r".+_s\d+\.wav|.+_spectrograms\.png")
+OUTPUT_NAME = re.compile(r".+_s\d+\.wav|.+_spectrograms\.png|listen\.html")
 
 
 def find_inputs(paths, out_dir=None):
@@ -170,7 +170,7 @@ def find_inputs(paths, out_dir=None):
     files, skipped = [], []
     if earlier_outputs:
         skipped.append(f"{out_dir}: {earlier_outputs} earlier outputs of separate.py (*_sN.wav, "
-                       f"*_spectrograms.png) found in the folder to separate: not separated again")
+                       f"*_spectrograms.png, listen.html) found in the folder to separate: not separated again")
     for path in candidates:
         problem = audio_problem(path)
         if problem:

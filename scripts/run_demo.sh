@@ -4,6 +4,7 @@
 #   Ascend, ONNX)
 #   -> the Ascend 310 path on its CPU backend -> the ONNX model in onnxruntime
 #   -> separate.py on one test mixture (with --plot)
+#   evaluate.py and separate.py write listening reports (report.html, listen.html) to open in a browser
 #
 #   bash scripts/run_demo.sh            # about 6 minutes on 2 cores; outputs in outputs/demo/
 #   bash scripts/run_demo.sh --quick    # a minute or two on a tiny set (CI); outputs in outputs/demo_quick/
@@ -55,7 +56,7 @@ step "7/8 the ONNX model in onnxruntime (4-s pieces, as the 310 path)"
 step "8/8 separate one test mixture"
 mixture=$(ls "$OUT"/librimix/Libri2Mix/wav8k/min/test/mix_clean/*.wav | head -n 1)
 "$PYTHON" separate.py --ckpt_path "$OUT/train/best.ckpt" \
-    "$mixture" --out_dir "$OUT/separated" --plot --overwrite | tail -n 1
+    "$mixture" --out_dir "$OUT/separated" --plot --overwrite | tail -n 2
 
 "$PYTHON" - "$OUT" "$(( $(date +%s) - started ))" <<'PY'
 import json, sys
@@ -72,8 +73,10 @@ training      {len(log) - 1} epochs, last train SI-SNR {float(last['train_si_snr
               {out}/train/ (best.ckpt, train_log.csv, train_curves.png)
 evaluation    SI-SNRi {ev['si_snri']:.2f} dB, SDRi {ev['sdri']:.2f} dB on {ev['utterances']} test mixtures
               {out}/results/per_utterance.csv
+              {out}/results/report.html (open it in a browser: the worst and best to hear, spectrograms, histogram, every score)
 export        {out}/dprnn.mindir (CPU, GPU: cpu form), {out}/dprnn_ascend.mindir (Ascend 310), {out}/dprnn.onnx
 310 path/CPU  SI-SNRi {p310['si_snri']:.2f} dB, SDRi {p310['sdri']:.2f} dB (4-s pieces)  {out}/infer_310/
 ONNX          SI-SNRi {onnx['si_snri']:.2f} dB, SDRi {onnx['sdri']:.2f} dB (4-s pieces, onnxruntime)  {out}/onnx_results/
-separation    {out}/separated/ (the two talkers' wavs and the spectrograms PNG)""")
+separation    {out}/separated/ (the two talkers' wavs and the spectrograms PNG)
+              {out}/separated/listen.html (open it in a browser: the mixture and the talkers, with spectrograms)""")
 PY

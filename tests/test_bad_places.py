@@ -193,7 +193,7 @@ def test_a_file_without_read_permission_is_skipped_and_the_others_separated(inpu
             "--out_dir", str(tmp_path / "sep")], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"skipped: {folder / 'b_locked.wav'}: no permission to read it" in result.stdout + result.stderr
-    assert sorted(p.name for p in (tmp_path / "sep").iterdir()) == ["a_s1.wav", "a_s2.wav"]
+    assert sorted(p.name for p in (tmp_path / "sep").iterdir()) == ["a_s1.wav", "a_s2.wav", "listen.html"]
 
 
 @pytest.mark.parametrize("script, argv, locked, names", [

@@ -111,7 +111,7 @@ def test_zoo_protocol_scores_segments_as_the_model_zoo_does():
         smooth = np.convolve(mixture, kernel, mode="same")
         return np.stack([mixture - smooth, smooth])
 
-    rows = score_utterances(separate_utterances(utterances, separate, "zoo", segment), False, 1)
+    rows = score_utterances(separate_utterances(utterances, separate, "zoo", segment), False, 1, rate)
     summary = summarize(rows, "zoo", segment, rate, len(utterances))
     count, si_snri, dropped = zoo_protocol_reference([(m, s) for _, m, s in utterances], separate, segment)
     assert (summary["segments"], summary["dropped_utterances"], summary["utterances"]) == (count, dropped, 2)
@@ -137,7 +137,7 @@ def test_whole_utterance_scores_match_an_independent_computation(checkpoint, pre
                    "--results_dir", cfg.results_dir, "--cal_sdr", *TINY])
     with open(Path(cfg.results_dir) / "per_utterance.csv", newline="") as f:
         rows = {r["mixture_ID"]: r for r in csv.DictReader(f)}
-    assert len(rows) == 3 and list(next(iter(rows.values()))) == ["mixture_ID", "SI-SNR", "SI-SNRi", "SDR", "SDRi"]
+    assert len(rows) == 3 and list(next(iter(rows.values()))) == ["mixture_ID", "seconds", "SI-SNR", "SI-SNRi", "SDR", "SDRi"]
     net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     separate = Separator(net)
@@ -257,11 +257,11 @@ def test_310_path_equals_evaluate_in_pieces(infer_310, checkpoint, capsys):
     assert sorted(manifest["utterances"]) == sorted(i for i, _, _ in utterances_of(cfg))
     for piece in manifest["pieces"]:
         assert (infer_dir / "input" / piece["bin"]).stat().st_size == 4 * cfg.samples("export_length")
-    rows_310 = score_utterances(result_utterances(infer_dir, infer_dir / "result_Files"), False, 1)
+    rows_310 = score_utterances(result_utterances(infer_dir, infer_dir / "result_Files"), False, 1, 8000)
     net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(cfg.ckpt_path))
     pieces_of = separate_utterances(utterances_of(cfg), Separator(net), "pieces", cfg.samples("export_length"))
-    rows_eval = score_utterances(pieces_of, False, 1)
+    rows_eval = score_utterances(pieces_of, False, 1, 8000)
     assert [r["mixture_ID"] for r in rows_310] == [r["mixture_ID"] for r in rows_eval]
     for a, b in zip(rows_310, rows_eval):
         assert a["SI-SNRi"] == pytest.approx(b["SI-SNRi"], abs=0.01)

@@ -210,10 +210,12 @@ def test_a_second_run_over_a_folder_holding_its_outputs_separates_only_the_recor
     for name in ("a_s1.wav", "a_s2.wav", "a_spectrograms.png"):  # the first run's
         (tmp_path / out / name).parent.mkdir(parents=True, exist_ok=True)
         sf.write(tmp_path / out / name, np.zeros(100, np.float32), 8000, format="WAV")
+    (tmp_path / out / "listen.html").write_text("<p>the first run's page</p>")
     (tmp_path / out / "notes_s1.wav.txt").write_text("the user's, not an output")
     found, skipped = find_inputs([str(tmp_path / "rec")], str(tmp_path / out))
     assert found == [tmp_path / "rec" / "a.wav"]
-    assert skipped[0] == (f"{tmp_path / out}: 3 earlier outputs of separate.py (*_sN.wav, *_spectrograms.png) "
+    assert skipped[0] == (f"{tmp_path / out}: 4 earlier outputs of separate.py (*_sN.wav, *_spectrograms.png, "
+                          f"listen.html) "
                           f"found in the folder to separate: not separated again")
     assert [line.split(": ")[0] for line in skipped[1:]] == [str(tmp_path / out / "notes_s1.wav.txt")]
     named, _ = find_inputs([str(tmp_path / out / "a_s1.wav")], str(tmp_path / out))
@@ -246,7 +248,7 @@ def test_command_line_separates_good_files_and_reports_bad_ones(prepared, librim
     assert f"skipped: {inputs / 'broken.wav'}: not audio that soundfile reads" in result.stdout
     assert "separated 3 files into " + str(out) + "; skipped 1" in result.stdout
     made = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
-    assert made == ["good_s1.wav", "good_s2.wav", "good_spectrograms.png", "notes.txt", "sub",
+    assert made == ["good_s1.wav", "good_s2.wav", "good_spectrograms.png", "listen.html", "notes.txt", "sub",
                     "sub/good_s1.wav", "sub/good_s2.wav", "sub/good_spectrograms.png",
                     "tiny_s1.wav", "tiny_s2.wav", "tiny_spectrograms.png"]
     for k in (1, 2):
@@ -305,5 +307,6 @@ def test_a_messy_folder_separates_its_audio_and_names_the_rest(tmp_path):
                        f"to wav or flac",
                        f"skipped: {messy / 'readme.txt'}: not audio that soundfile reads (Error opening "
                        f"'{messy / 'readme.txt'}': Format not recognised.)"]
-    assert result.stdout.splitlines()[-1] == f"separated 1 file into {out}; skipped 2 (the 'skipped:' lines above)"
-    assert sorted(p.name for p in out.iterdir()) == ["good_s1.wav", "good_s2.wav"]
+    assert result.stdout.splitlines()[-2:] == [f"separated 1 file into {out}; skipped 2 (the 'skipped:' lines above)",
+                                               f"listen to them: {out / 'listen.html'} (open it in a browser)"]
+    assert sorted(p.name for p in out.iterdir()) == ["good_s1.wav", "good_s2.wav", "listen.html"]

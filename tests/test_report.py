@@ -1,0 +1,347 @@
+"""The listening reports (report.py) as a user gets them: evaluate.py's report.html and separate.py's
+listen.html, opened in headless Chromium (Debian's chromium + chromium-driver, driven by Selenium).
+
+Without the browser these tests fail with the command that installs it: they never skip."""
+import csv
+import hashlib
+import io
+import json
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote
+
+import mindspore as ms
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+import report
+from checkpoint import build_network
+from config import UserError, load_config
+from helpers import TINY_MODEL, script_main
+from librimix import preprocess
+from metrics import score
+
+evaluate_main = script_main("evaluate.py")
+separate_main = script_main("separate.py")
+HOSTILE_ID = "<script>alert(1)</script>"
+HOSTILE_FILE = '<img src=x onerror=alert(1)> & "q" #1?.wav'
+BAR = (0x3a, 0x6e, 0xa5)  # the histogram's bar colour
+
+
+class Page(HTMLParser):
+    """What a report holds: the results table's rows (each cell's data-value), audio sources, texts."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.rows, self.audio, self.text, self.scripts, self.in_table = [], [], [], 0, False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and attrs.get("id") == "results":
+            self.in_table = True
+        elif tag == "tbody":
+            self.in_table = self.in_table and "body"
+        elif tag == "tr" and self.in_table == "body":
+            self.rows.append([])
+        elif tag == "td" and self.in_table == "body":
+            self.rows[-1].append(attrs["data-value"])
+        elif tag == "audio":
+            self.audio.append(attrs["src"])
+        elif tag == "script":
+            self.scripts += 1
+
+    def handle_endtag(self, tag):
+        if tag == "table":
+            self.in_table = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+@pytest.fixture(scope="module")
+def evaluated(librimix, tmp_path_factory):
+    """A tiny model evaluated (with SDR) on the test split, whose first mixture_ID is an HTML
+    injection: (results_dir, the LibriMix copy)."""
+    work = tmp_path_factory.mktemp("report")
+    corpus = work / "librimix"
+    shutil.copytree(librimix, corpus)
+    table = corpus / "metadata" / "mixture_test_mix_clean.csv"
+    rows = list(csv.reader(table.open()))
+    rows[1][0] = HOSTILE_ID
+    with table.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    preprocess(corpus, work / "data", load_config(["--data_dir", str(work / "data")], verbose=False))
+    cfg = load_config(TINY_MODEL, verbose=False)
+    ms.set_seed(5)
+    ms.save_checkpoint(build_network(cfg.group("model")), str(work / "tiny.ckpt"))
+    evaluate_main(["--config_path", "/dev/null", "--ckpt_path", str(work / "tiny.ckpt"), "--data_dir",
+                   str(work / "data"), "--results_dir", str(work / "results"), "--cal_sdr", "--report_items", "1",
+                   *TINY_MODEL])
+    return work / "results", corpus
+
+
+@pytest.fixture(scope="module")
+def separated(tmp_path_factory, evaluated):
+    """separate.py over recordings named with spaces, '#', '?', '&', quotes and HTML: (out_dir, inputs)."""
+    _, corpus = evaluated
+    work = tmp_path_factory.mktemp("listen")
+    mixtures = sorted((corpus / "test" / "mix_clean").glob("*.wav"))
+    inputs = [work / "in" / HOSTILE_FILE, work / "in" / "sub dir" / "ü b.wav"]
+    for source, target in zip(mixtures, inputs):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    separate_main(["--config_path", "/dev/null", "--ckpt_path", str(evaluated[0].parent / "tiny.ckpt"),
+                   str(work / "in"), "--out_dir", str(work / "out"), *TINY_MODEL])
+    return work / "out", inputs
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with report.browser() as driver:
+        yield driver
+
+
+def read_rows(results_dir):
+    with open(results_dir / "per_utterance.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def folder_hash(folder):
+    digest = hashlib.sha256()
+    for path in sorted(Path(folder).rglob("*")):
+        digest.update(str(path.relative_to(folder)).encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def test_report_shows_the_table_exactly_and_its_audio_scores_what_the_table_says(evaluated):
+    """Every row of per_utterance.csv is in the page with the CSV's own values; the wavs the players
+    play, decoded from the files, score the table's SI-SNRi (16-bit quantisation aside), and the
+    references are the test set's own sources."""
+    results, corpus = evaluated
+    rows = read_rows(results)
+    page = Page((results / "report.html").read_text())
+    columns = ["mixture_ID", "seconds", "SI-SNRi", "SDRi", "SI-SNR"]
+    assert sorted(page.rows) == sorted([row[c] for c in columns] for row in rows)
+    shown_order = [float(cells[2]) for cells in page.rows]
+    assert shown_order == sorted(shown_order)  # worst first
+    items = json.loads((results / "report_audio" / "items.json").read_text())
+    assert [item["rank"] for item in items] == ["worst", "best"]
+    by_id = {row["mixture_ID"]: row for row in rows}
+    worst = min(rows, key=lambda r: float(r["SI-SNRi"]))
+    assert items[0]["key"]["mixture_ID"] == worst["mixture_ID"]
+    for item in items:
+        folder = results / "report_audio" / item["folder"]
+        mixture = sf.read(folder / "mixture.wav", dtype="float32")[0]
+        estimates = np.stack([sf.read(folder / f"estimate_{c}.wav", dtype="float32")[0] for c in (1, 2)])
+        references = np.stack([sf.read(folder / f"reference_{c}.wav", dtype="float32")[0] for c in (1, 2)])
+        row = by_id[item["key"]["mixture_ID"]]
+        # 16-bit files of an untrained model's estimates (SI-SNR near -35 dB): quantisation moves them a little
+        assert score(mixture, references, estimates, "x")["SI-SNRi"] == pytest.approx(float(row["SI-SNRi"]), abs=0.05)
+        listed = [r for r in csv.DictReader((corpus / "metadata" / "mixture_test_mix_clean.csv").open())
+                  if r["mixture_ID"] == item["key"]["mixture_ID"]][0]
+        for c in (1, 2):
+            original = sf.read(listed[f"source_{c}_path"], dtype="float32")[0]
+            np.testing.assert_array_equal(references[c - 1], original)
+        assert all(f"report_audio/{item['folder']}/{name}" in page.audio for name in item["files"])
+    assert len(page.audio) == 2 * 5
+    summary = json.loads((results / "summary.json").read_text())
+    text = " ".join(page.text)
+    assert f"{np.mean([float(r['SI-SNRi']) for r in rows]):.2f} / {np.median([float(r['SI-SNRi']) for r in rows]):.2f}" in text
+    assert summary["model"] in text and summary["test_set"] in text and "kernel_size 16" in text
+
+
+def test_an_html_name_is_text_not_markup(evaluated, separated):
+    results, _ = evaluated
+    page = Page((results / "report.html").read_text())
+    assert page.scripts == 1 and HOSTILE_ID in " ".join(page.text)
+    listen = Page((separated[0] / "listen.html").read_text())
+    assert listen.scripts == 1 and HOSTILE_FILE in " ".join(listen.text)
+
+
+def decoded(driver, src, rate):
+    """The samples Chromium decodes from an audio element's src (no resampling)."""
+    result = driver.execute_async_script("""
+        const [src, rate, done] = arguments;
+        const request = new XMLHttpRequest();
+        request.open("GET", src);
+        request.responseType = "arraybuffer";
+        request.onload = () => new OfflineAudioContext(1, 1, rate).decodeAudioData(request.response)
+            .then(buffer => done(Array.from(buffer.getChannelData(0)))).catch(err => done("error " + err));
+        request.onerror = () => done("error loading " + src);
+        request.send();""", src, rate)
+    assert not isinstance(result, str), result
+    return np.asarray(result, np.float32)
+
+
+def audio_states(driver):
+    """Per audio element: (src, duration in seconds, whether it played)."""
+    return driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        Promise.all(Array.from(document.querySelectorAll("audio")).map(audio => new Promise(resolve => {
+            const report = () => { audio.pause(); resolve([audio.getAttribute("src"), audio.duration, audio.currentTime > 0]); };
+            const played = () => audio.play().then(() => {
+                    audio.addEventListener("timeupdate", () => { if (audio.currentTime > 0) report(); });
+                    setTimeout(report, 5000);
+                }).catch(err => resolve([audio.getAttribute("src"), "error " + err, false]));
+            if (audio.error) resolve([audio.getAttribute("src"), "error " + audio.error.code, false]);
+            else if (audio.readyState >= 1) played();
+            else {
+                audio.addEventListener("loadedmetadata", played);
+                audio.addEventListener("error", () => resolve([audio.getAttribute("src"), "error", false]));
+            }
+        }))).then(done);""")
+
+
+def open_page(driver, path):
+    driver.get_log("browser")  # what earlier pages logged
+    driver.set_window_size(1200, 900)
+    driver.get(Path(path).resolve().as_uri())
+    errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def check_players(driver, page_dir):
+    """Every player loads and plays its file, for the file's length (within 10 ms), and the samples
+    Chromium decodes are the file's."""
+    states = audio_states(driver)
+    assert states
+    for src, duration, played in states:
+        path = page_dir / unquote(src)
+        info = sf.info(str(path))
+        assert not isinstance(duration, str), (src, duration)
+        assert duration == pytest.approx(info.frames / info.samplerate, abs=0.010), src
+        assert played, src
+    src = states[-1][0]
+    path = page_dir / unquote(src)
+    # within one 16-bit step: Chromium scales positive samples by 1/32767, soundfile by 1/32768
+    np.testing.assert_allclose(decoded(driver, src, sf.info(str(path)).samplerate),
+                               sf.read(str(path), dtype="float32", always_2d=True)[0].mean(1), rtol=0, atol=1 / 32768)
+
+
+def column(driver, index):
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('#results tbody tr')).map(r => r.cells[arguments[0]].dataset.value)",
+        index)
+
+
+def test_the_evaluation_report_in_a_browser(evaluated, chromium, tmp_path):
+    results, _ = evaluated
+    open_page(chromium, results / "report.html")
+    check_players(chromium, results)
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.by import By
+    with pytest.raises(NoAlertPresentException):
+        chromium.switch_to.alert.text
+    cells = [c.text for c in chromium.find_elements(By.CSS_SELECTOR, "#results td:first-child")]
+    assert any(cell.startswith(HOSTILE_ID) for cell in cells)
+    si_snri = [float(v) for v in column(chromium, 2)]
+    assert si_snri == sorted(si_snri)
+    headers = chromium.find_elements(By.CSS_SELECTOR, "#results th button")
+    headers[2].click()  # SI-SNRi again: best first
+    assert [float(v) for v in column(chromium, 2)] == sorted(si_snri, reverse=True)
+    headers[1].click()  # seconds
+    seconds = [float(v) for v in column(chromium, 1)]
+    assert seconds == sorted(seconds) and column(chromium, 2) != [str(v) for v in si_snri]
+    histogram = Image.open(io.BytesIO(chromium.find_element(By.CSS_SELECTOR, "svg.histogram").screenshot_as_png))
+    pixels = np.asarray(histogram.convert("RGB")).reshape(-1, 3)
+    assert (np.abs(pixels.astype(int) - BAR).max(1) < 8).sum() > 200, "no histogram bars drawn"
+
+
+def test_the_pages_fit_a_phone_screen(evaluated, separated, chromium, tmp_path):
+    """At 390 CSS pixels wide nothing runs off the side (the table scrolls inside its box) and the
+    histogram is drawn within the screen."""
+    for page in (evaluated[0] / "report.html", separated[0] / "listen.html"):
+        open_page(chromium, page)
+        chromium.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                 {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+        try:
+            assert chromium.execute_script("return document.documentElement.scrollWidth") <= 390, page
+            shot = Image.open(io.BytesIO(chromium.get_screenshot_as_png())).convert("RGB")
+            assert shot.width == 390 and len(np.unique(np.asarray(shot).reshape(-1, 3), axis=0)) > 50, "a blank screen"
+            if page.name == "report.html":
+                width = chromium.execute_script("return document.querySelector('svg.histogram').getBoundingClientRect().right")
+                assert 100 < width <= 390
+                assert (np.abs(np.asarray(shot).reshape(-1, 3).astype(int) - BAR).max(1) < 8).sum() > 50
+        finally:
+            chromium.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def test_the_listening_page_in_a_browser(separated, chromium):
+    """listen.html plays each input and the wav files separate.py wrote (the same samples), and
+    shows an HTML file name as text."""
+    out_dir, inputs = separated
+    open_page(chromium, out_dir / "listen.html")
+    check_players(chromium, out_dir)
+    page = Page((out_dir / "listen.html").read_text())
+    written = sorted(p for p in out_dir.rglob("*.wav"))
+    assert len(written) == 4
+    played = {(out_dir / unquote(src)).resolve() for src in page.audio}
+    assert played == {p.resolve() for p in written + inputs}
+    assert chromium.execute_script("return document.querySelectorAll('img[src=x]').length") == 0
+    from selenium.webdriver.common.by import By
+    assert HOSTILE_FILE in [h.text for h in chromium.find_elements(By.CSS_SELECTOR, "h3")]
+
+
+def test_an_old_evaluation_gets_a_report_without_players(evaluated, tmp_path, capsys):
+    results, _ = evaluated
+    old = tmp_path / "old results"
+    old.mkdir()
+    for name in ("per_utterance.csv", "summary.json"):
+        shutil.copy(results / name, old / name)
+    evaluate_main(["--config_path", "/dev/null", "--results_dir", str(old), "--report_only"])
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "no audio" in notes[0]
+    page = Page((old / "report.html").read_text())
+    assert not page.audio and sorted(page.rows) == sorted(Page((results / "report.html").read_text()).rows)
+
+
+def test_a_failing_report_leaves_the_results_as_they_were(evaluated, tmp_path, monkeypatch):
+    """The table, summary, report and its audio are replaced together: a failure while drawing the
+    report (here a spectrogram) changes none of them."""
+    results, _ = evaluated
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    before = folder_hash(copy)
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(report, "spectrograms", broken)
+    with pytest.raises(UserError):
+        evaluate_main(["--config_path", "/dev/null", "--ckpt_path", str(results.parent / "tiny.ckpt"),
+                       "--data_dir", str(results.parent / "data"), "--results_dir", str(copy), *TINY_MODEL])
+    assert folder_hash(copy) == before
+    assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in results.iterdir())
+
+
+@pytest.mark.parametrize("name", ["report.html", "report_audio", "listen.html"])
+def test_a_users_file_where_a_report_goes_is_refused_and_kept(evaluated, tmp_path, name):
+    results, _ = evaluated
+    target = tmp_path / name
+    if name == "report_audio":
+        target.mkdir()
+        (target / "mine.wav").write_bytes(b"mine")
+    else:
+        target.write_text("<p>my own page</p>")
+    before = folder_hash(tmp_path)
+    ckpt = str(results.parent / "tiny.ckpt")
+    with pytest.raises(UserError, match="not .* this program wrote|not written by evaluate.py"):
+        if name == "listen.html":
+            separate_main(["--config_path", "/dev/null", "--ckpt_path", ckpt, str(evaluated[1] / "test" / "s1"),
+                           "--out_dir", str(tmp_path), *TINY_MODEL])
+        else:
+            evaluate_main(["--config_path", "/dev/null", "--ckpt_path", ckpt, "--data_dir", str(results.parent / "data"),
+                           "--results_dir", str(tmp_path), *TINY_MODEL])
+    assert folder_hash(tmp_path) == before
+
+
+def test_without_a_browser_the_tests_say_how_to_install_one(monkeypatch):
+    monkeypatch.setattr(report, "CHROMIUM", Path("/nonexistent/chromium"))
+    with pytest.raises(UserError, match="apt-get install -y chromium chromium-driver"):
+        with report.browser():
+            pass
