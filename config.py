@@ -65,6 +65,7 @@ RULES = {
     "l2": _at_least(0), "clip_norm": _POSITIVE, "grad_accumulation": _at_least(1),
     "seed": _between(0, 2 ** 32 - 1), "save_checkpoint_steps": _at_least(0),
     "keep_checkpoint_max": _at_least(1), "eval_segment": _at_least(0), "results_dir": _PATH,
+    "report_items": _at_least(0),
     "window": (lambda v: v >= 0, ">= 0 (0: the whole file in one pass)"),
     "export_length": (lambda v: 0 < v <= 600, "seconds, 0 < export_length <= 600 (no longer samples)"),
     "device_id": _between(0, 4095),

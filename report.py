@@ -46,7 +46,8 @@ PAGE = """<!doctype html>
 <title>{title}</title>
 <style>
 body {{ font: 15px/1.45 system-ui, sans-serif; color: #222; max-width: 1100px; margin: 0 auto; padding: 10px; }}
-h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }} h3 {{ font-size: 1em; overflow-wrap: anywhere; }}
+h1 {{ font-size: 1.4em; }} h2 {{ font-size: 1.15em; margin-top: 1.6em; }}
+h3 {{ font-size: 1em; overflow-wrap: anywhere; }}
 dl {{ display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; }}
 dt {{ font-weight: 600; }} dd {{ margin: 0; overflow-wrap: anywhere; }}
 .note {{ background: #fff4c2; padding: 6px 10px; border-radius: 4px; }}
@@ -139,7 +140,8 @@ def spectrograms(named_signals, sample_rate, image_format="jpeg"):
     axes[-1, 0].set_xlabel("seconds")
     fig.tight_layout()
     encoded = io.BytesIO()
-    fig.savefig(encoded, dpi=70, format=image_format, **({"pil_kwargs": {"quality": 75}} if image_format == "jpeg" else {}))
+    quality = {"pil_kwargs": {"quality": 75}} if image_format == "jpeg" else {}
+    fig.savefig(encoded, dpi=70, format=image_format, **quality)
     plt.close(fig)
     return encoded.getvalue()
 
@@ -161,8 +163,9 @@ def image(jpeg, alt):
     return f'<img alt="{esc(alt)}" src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode()}">'
 
 
-def histogram_svg(values, label):
-    """An inline SVG histogram of `values` (1-dB bins) with their mean marked."""
+def histogram_svg(values, label, counted):
+    """An inline SVG histogram of `values` (1-dB bins) with their mean marked; `counted` names what
+    the bars count."""
     values = np.asarray(values, np.float64)
     low, high = np.floor(values.min()), np.ceil(values.max())
     edges = np.arange(low, max(high, low + 1) + 1)
@@ -184,7 +187,7 @@ def histogram_svg(values, label):
     parts += [f'<line x1="{mean_x:.1f}" y1="12" x2="{mean_x:.1f}" y2="{height - bottom}" stroke="#c33" '
               f'stroke-dasharray="4 3"/>',
               f'<text x="{mean_x + 4:.1f}" y="14" font-size="11" fill="#c33">mean {values.mean():.2f} dB</text>',
-              f'<text x="4" y="14" font-size="11">{counts.max()} utterances</text>',
+              f'<text x="4" y="14" font-size="11">{counts.max()} {esc(counted)}</text>',
               f'<text x="{width - 10}" y="{height - 28}" font-size="11" text-anchor="end">{esc(label)} (dB)</text>',
               "</svg>"]
     return "\n".join(parts)
@@ -347,18 +350,21 @@ def evaluation_report(table, summary, audio, results_dir, evaluated, table_name)
                             f"the folder mixes two evaluations; run evaluate.py again")
         captions = ["mixture"] + [Path(f).stem.replace("_", " ") for f in item["files"][1:]]
         title = item["key"]["mixture_ID"] + (f" from sample {item['key']['start']}" if "start" in item["key"] else "")
-        scores = f"SI-SNRi {decibels(row['SI-SNRi'])} dB" + (f", SDRi {decibels(row['SDRi'])} dB" if "SDRi" in row else "")
+        scores = f"SI-SNRi {decibels(row['SI-SNRi'])} dB"
+        if "SDRi" in row:
+            scores += f", SDRi {decibels(row['SDRi'])} dB"
         files = [Path(results_dir) / AUDIO_DIR / item["folder"] / f for f in item["files"]]
         sources = [Path(audio) / item["folder"] / f for f in item["files"]]
         sections[item["rank"]].append(item_card(f"item-{k}", title, scores, files, results_dir, sources, captions,
                                                 summary.get("sample_rate") or sf.info(str(sources[0])).samplerate))
     body = [summary_list(summary, rows, evaluated, table_name)]
     body += [f'<p class="note">{esc(note)}</p>' for note in notes]
-    body += ["<h2>SI-SNRi per utterance</h2>", histogram_svg([float(r["SI-SNRi"]) for r in rows], "SI-SNRi")]
+    unit = "segment" if "start" in rows[0] else "utterance"
+    body += [f"<h2>SI-SNRi per {unit}</h2>", histogram_svg([float(r["SI-SNRi"]) for r in rows], "SI-SNRi", f"{unit}s")]
     for rank in ("worst", "best"):
         if sections[rank]:
             body += [f"<h2>The {len(sections[rank])} {rank}</h2>"] + sections[rank]
-    body += [f"<h2>Every {'segment' if 'start' in rows[0] else 'utterance'} ({len(rows)}), worst first</h2>",
+    body += [f"<h2>Every {unit} ({len(rows)}), worst first</h2>",
              results_table(rows, listened)]
     return page("Separation results", "\n".join(body)), notes
 
@@ -434,13 +440,15 @@ def browser(width=1200, height=900):
 def screenshot(page_path, png_path, width=1200, height=0):
     """A PNG of the page as Chromium draws it at `width` CSS pixels (a phone: 390), its top `height`
     pixels (0: the whole page)."""
+    def screen(driver, screen_height):
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": screen_height, "deviceScaleFactor": 1, "mobile": width < 600})
+
     with browser(width, max(height, 600)) as driver:
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": max(height, 600),
-                                                                     "deviceScaleFactor": 1, "mobile": width < 600})
+        screen(driver, max(height, 600))
         driver.get(Path(page_path).resolve().as_uri())
         if not height:
             height = driver.execute_script("return document.documentElement.scrollHeight")
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": width, "height": height,
-                                                                         "deviceScaleFactor": 1, "mobile": width < 600})
+            screen(driver, height)
         with atomic_path(png_path) as tmp:
             Path(tmp).write_bytes(driver.get_screenshot_as_png())

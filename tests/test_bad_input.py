@@ -166,6 +166,9 @@ CASES = [
     ("scripts/make_demo_data.py", ["--out_dir", "{base}/corpora", "--n_train", "1", "--n_dev", "1", "--n_test", "1"],
      "{base}/corpora/Libri2Mix"),
     ("scripts/make_demo_data.py", ["--out_dir", "{out}", "--n_train", "0"], "--n_train"),
+    ("evaluate.py", ["--results_dir", "{out}", "--report_only"], "{out}/summary.json"),
+    ("scripts/screenshot_report.py", ["{base}/nowhere.html", "{out}/page.png"], "{base}/nowhere.html"),
+    ("scripts/screenshot_report.py", ["{base}/tiny.ckpt", "{out}/page.png", "--width", "10"], "--width"),
 ]
 CASES += [  # every length a script takes on its own command line: zero, negative, NaN, too short
     ("bench.py", ["train", "--seconds", "0"], "--seconds must be a finite number > 0, got 0"),

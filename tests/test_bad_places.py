@@ -48,8 +48,9 @@ def inputs(prepared, librimix, tmp_path_factory):
         mixture = np.fromfile(piece, np.float32)
         np.stack([mixture, mixture])[None].tofile(infer / "result_Files" / f"{piece.stem}_0.bin")
     mixture = sorted((librimix / "test" / "mix_clean").glob("*.wav"))[0]
+    (base / "page.html").write_text("<!doctype html><title>a page</title><p>" + "a page " * 2000)
     return dict(data=data_dir, librimix=librimix, ckpt=base / "tiny.ckpt", mindir=base / "tiny.mindir",
-                infer=infer, mixture=mixture)
+                infer=infer, mixture=mixture, page=base / "page.html")
 
 
 # every entry point that writes, and its arguments with {out} the output location; bench.py writes
@@ -65,6 +66,7 @@ WRITERS = [
     ("ascend310_infer/infer_cpu.py", ["{mindir}", "{infer}/input", "{out}"]),
     ("scripts/make_demo_data.py", ["--out_dir", "{out}", "--n_train", "1", "--n_dev", "1", "--n_test", "1"]),
     ("selftest.py", ["--make_golden", "--golden_dir", "{out}"]),
+    ("scripts/screenshot_report.py", ["{page}", "{out}/page.png"]),
 ]
 TAKES_THE_CONFIG = ("preprocess.py", "train.py", "evaluate.py", "export.py", "separate.py", "preprocess_310.py",
                     "postprocess.py", "selftest.py")

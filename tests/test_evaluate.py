@@ -137,7 +137,8 @@ def test_whole_utterance_scores_match_an_independent_computation(checkpoint, pre
                    "--results_dir", cfg.results_dir, "--cal_sdr", *TINY])
     with open(Path(cfg.results_dir) / "per_utterance.csv", newline="") as f:
         rows = {r["mixture_ID"]: r for r in csv.DictReader(f)}
-    assert len(rows) == 3 and list(next(iter(rows.values()))) == ["mixture_ID", "seconds", "SI-SNR", "SI-SNRi", "SDR", "SDRi"]
+    columns = ["mixture_ID", "seconds", "SI-SNR", "SI-SNRi", "SDR", "SDRi"]
+    assert len(rows) == 3 and list(next(iter(rows.values()))) == columns
     net = build_network(cfg.group("model"))
     ms.load_param_into_net(net, ms.load_checkpoint(str(ckpt)))
     separate = Separator(net)

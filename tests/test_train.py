@@ -84,7 +84,7 @@ def test_a_short_run_overfits_a_few_mixtures_by_10_db(tiny_data, tmp_path):
     _, data_dir = tiny_data
     cfg = run_config(data_dir, tmp_path, "--in_channels", "64", "--hidden_channels", "64",
                      "--bn_channels", "64", "--num_layers", "2", "--K", "50", "--kernel_size", "16",
-                     "--segment", "1", "--batch_size", "4", "--lr", "0.003", "--epochs", "30",
+                     "--segment", "1", "--batch_size", "4", "--lr", "0.003", "--epochs", "8",
                      "--save_checkpoint_steps", "0")
     train_utterances = eval_dataset(mindrecord_file(data_dir, cfg.train_name), 2)
     ms.set_seed(cfg.seed)
