@@ -236,7 +236,7 @@ def write_item_audio(folder, extremes, sample_rate):
 
     The estimates, whose scale the network does not fix, are brought to their level in the mixture
     by the least-squares gains separate.py uses; no gain changes an estimate's SI-SNR."""
-    from separation import mixture_gains
+    from separation import mixture_gains  # here: separation loads MindSpore, which screenshots need not
     listed = []
     for index, (rank, row, mixture, sources, estimates) in enumerate(extremes.items()):
         name = f"{index:02d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', str(row['mixture_ID']))[:40]}"
