@@ -21,8 +21,10 @@ Writes results_dir/per_utterance.csv (zoo: per_segment.csv), results_dir/summary
 results_dir/report.html, a listening report (report.py: the `report_items` worst and best utterances
 to hear, their spectrograms, a histogram and a sortable table), and prints the averages the way the
 model zoo does. `--report_only` makes report.html again from what results_dir holds.
+`--compare_with DIR` (another evaluation of the same test set by the same protocol: another
+checkpoint, or the 310 path's results) puts its scores beside these in the report: the average
+change, a scatter of both SI-SNRi per utterance, and two more columns of the table.
 """
-import json
 from pathlib import Path
 
 from config import load_config
@@ -32,10 +34,10 @@ from tqdm import tqdm
 from checkpoint import checkpoint_settings, network_from_checkpoint
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
-from errors import ArgumentParser, UserError, run_main
+from errors import ArgumentParser, run_main
 from evaluation import (check_results_dir, evaluation_protocol, fixed_length_protocol, print_summary, print_written,
-                        results_file, score_utterances, separate_utterances, summarize, write_results)
-from report import Extremes, write_evaluation_report
+                        protocol_label, score_utterances, separate_utterances, summarize, write_results)
+from report import Comparison, Extremes, write_evaluation_report
 from separation import FixedLengthSeparator, Separator, load_onnx
 
 
@@ -44,10 +46,13 @@ def main(argv=None):
     parser.add_argument("--onnx", default="", help="an exported ONNX model instead of --ckpt_path (onnxruntime)")
     parser.add_argument("--report_only", action="store_true",
                         help="only make results_dir/report.html again, from the results it holds")
+    parser.add_argument("--compare_with", default="", metavar="RESULTS_DIR",
+                        help="another evaluation's results_dir: its scores beside these in the report")
     cfg = load_config(argv, parser)
     check_results_dir(cfg.results_dir)
+    comparison = Comparison(cfg.compare_with) if cfg.compare_with else None
     if cfg.report_only:
-        return report_only(cfg.results_dir)
+        return report_only(cfg.results_dir, comparison)
     settings = {}
     if cfg.onnx:
         model, segment_len = load_onnx(cfg.onnx)
@@ -59,6 +64,8 @@ def main(argv=None):
         cfg = cfg.updated(**settings)
         separate = Separator(net)
         protocol, segment_len = evaluation_protocol(cfg.eval_protocol, cfg.samples("eval_segment"), cfg.sample_rate)
+    if comparison:
+        comparison.check(protocol_label(protocol, segment_len, cfg.sample_rate), cfg.sample_rate)
     test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
     count = len(read_index(test_file)[0])
     utterances = tqdm(read_split(test_file, cfg.num_spks), total=count, desc="evaluating", unit="utt")
@@ -67,19 +74,13 @@ def main(argv=None):
                             cfg.cal_sdr, cfg.num_workers, cfg.sample_rate, extremes.offer)
     summary = summarize(rows, protocol, segment_len, cfg.sample_rate, count, model=cfg.onnx or cfg.ckpt_path,
                         model_args=settings, test_set=str(test_file))
-    write_results(rows, summary, cfg.results_dir, extremes)
+    write_results(rows, summary, cfg.results_dir, extremes, comparison)
     print_summary(summary)
     print_written(summary, cfg.results_dir)
 
 
-def report_only(results_dir):
-    summary_path = Path(results_dir) / "summary.json"
-    try:
-        summary = json.loads(summary_path.read_text())
-    except (OSError, ValueError) as err:
-        raise UserError(f"{summary_path}: {getattr(err, 'strerror', None) or err}: --results_dir must hold "
-                        f"an evaluation (evaluate.py writes it)") from None
-    for note in write_evaluation_report(results_dir, results_file(summary)):
+def report_only(results_dir, comparison):
+    for note in write_evaluation_report(results_dir, comparison):
         print(f"note: {note}")
     print(f"listening report: {Path(results_dir) / 'report.html'} (open it in a browser)")
 

@@ -128,6 +128,12 @@ def score_utterances(items, cal_sdr, num_workers, sample_rate, keep=None):
     return rows
 
 
+def protocol_label(protocol, segment_len, sample_rate):
+    """How summary.json and the report name a protocol."""
+    return {"whole": "whole utterances", "pieces": f"{segment_len / sample_rate:g}-s pieces",
+            "zoo": f"model zoo: {segment_len / sample_rate:g}-s segments"}[protocol]
+
+
 def summarize(rows, protocol, segment_len, sample_rate, utterances, **about):
     """Averages over the rows (utterances, or zoo segments) and what was scored: `utterances` is
     how many the test split holds, so those the zoo protocol dropped are counted; `about` (the
@@ -136,9 +142,8 @@ def summarize(rows, protocol, segment_len, sample_rate, utterances, **about):
         raise UserError(f"no utterance of the test split is {segment_len / sample_rate:g} s or longer: "
                         f"the zoo protocol dropped all {utterances}; lower --eval_segment")
     scored = len({row["mixture_ID"] for row in rows})
-    label = {"whole": "whole utterances", "pieces": f"{segment_len / sample_rate:g}-s pieces",
-             "zoo": f"model zoo: {segment_len / sample_rate:g}-s segments"}[protocol]
-    summary = {"protocol": label, "utterances": scored, "dropped_utterances": utterances - scored}
+    summary = {"protocol": protocol_label(protocol, segment_len, sample_rate), "utterances": scored,
+               "dropped_utterances": utterances - scored}
     if protocol == "zoo":
         summary["segments"] = len(rows)
     summary["si_snr"] = float(np.mean([r["SI-SNR"] for r in rows]))
@@ -149,10 +154,6 @@ def summarize(rows, protocol, segment_len, sample_rate, utterances, **about):
     return {**summary, "sample_rate": sample_rate, **about}
 
 
-def results_file(summary):
-    return "per_segment.csv" if "segments" in summary else "per_utterance.csv"
-
-
 def check_results_dir(results_dir):
     """--results_dir can take the results and their report (before any work)."""
     check_output_dir(results_dir, "--results_dir")
@@ -160,13 +161,14 @@ def check_results_dir(results_dir):
     report.check_audio_folder(results_dir)
 
 
-def write_results(rows, summary, results_dir, extremes):
+def write_results(rows, summary, results_dir, extremes, comparison=None):
     """per_utterance.csv (zoo: per_segment.csv), summary.json and the listening report (report.html
-    and the audio of the report.Extremes it plays) in results_dir, replaced together, whole, or not
-    at all. The report is made from the files as written."""
+    and the audio of the report.Extremes it plays; a report.Comparison's scores beside its own) in
+    results_dir, replaced together, whole, or not at all. The report is made from the files as written."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    targets = [results_dir / name for name in (results_file(summary), "summary.json", report.REPORT, report.AUDIO_DIR)]
+    table_name = report.results_file(summary)
+    targets = [results_dir / name for name in (table_name, "summary.json", report.REPORT, report.AUDIO_DIR)]
     with atomic_paths(*targets) as (table, summary_tmp, page, audio):
         with open(table, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -175,8 +177,8 @@ def write_results(rows, summary, results_dir, extremes):
         summary_tmp.write_text(json.dumps(summary, indent=1) + "\n")
         audio.mkdir()
         report.write_item_audio(audio, extremes, summary["sample_rate"])
-        text, _ = report.evaluation_report(table, summary_tmp, audio, results_dir, datetime.now(),
-                                           results_file(summary))
+        text, _ = report.evaluation_report(table, summary_tmp, audio, results_dir, datetime.now(), table_name,
+                                           comparison)
         page.write_text(text)
 
 
@@ -191,5 +193,5 @@ def print_summary(summary):
 
 def print_written(summary, results_dir):
     results_dir = Path(results_dir)
-    print(f"detailed results: {results_dir / results_file(summary)}")
+    print(f"detailed results: {results_dir / report.results_file(summary)}")
     print(f"listening report: {results_dir / report.REPORT} (open it in a browser)")

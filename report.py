@@ -77,6 +77,7 @@ document.querySelectorAll("table.sortable").forEach(function (table) {{
       var rows = Array.from(table.tBodies[0].rows);
       rows.sort(function (a, b) {{
         var x = a.cells[column].dataset.value, y = b.cells[column].dataset.value;
+        if (x === "" || y === "") return (x === "") - (y === "");
         var order = isNaN(x) || isNaN(y) ? x.localeCompare(y) : x - y;
         return ascending ? order : -order;
       }});
@@ -193,6 +194,37 @@ def histogram_svg(values, label, counted):
     return "\n".join(parts)
 
 
+def scatter_svg(points, x_label, y_label):
+    """An inline SVG of (x, y) points in dB with the diagonal y = x: the points above it (blue)
+    scored higher on y, those below (orange) lower."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    low, high = np.floor(points.min() - 0.5), np.ceil(points.max() + 0.5)  # no point on the frame
+    size, margin = 320, 40
+    scale = (size - margin - 10) / (high - low)
+
+    def at(x, y):
+        return margin + (x - low) * scale, size - margin - (y - low) * scale
+    parts = [f'<svg class="scatter" viewBox="0 0 {size} {size}" width="{size}" role="img" '
+             f'aria-label="{esc(y_label)} against {esc(x_label)}" xmlns="http://www.w3.org/2000/svg">',
+             '<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#888" stroke-dasharray="4 3"/>'.format(
+                 *at(low, low), *at(high, high)),
+             f'<rect x="{margin}" y="10" width="{size - margin - 10}" height="{size - margin - 10}" fill="none" '
+             f'stroke="#444"/>']
+    for x, y in points:
+        cx, cy = at(x, y)
+        parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="3" fill="{"#3a6ea5" if y > x else "#d9822b"}"/>')
+    parts += [f'<text x="{margin}" y="{size - margin + 14}" font-size="11" text-anchor="middle">{low:g}</text>',
+              f'<text x="{size - 10}" y="{size - margin + 14}" font-size="11" text-anchor="end">{high:g}</text>',
+              f'<text x="{margin - 4}" y="{size - margin}" font-size="11" text-anchor="end">{low:g}</text>',
+              f'<text x="{margin - 4}" y="20" font-size="11" text-anchor="end">{high:g}</text>',
+              f'<text x="{(size + margin) / 2}" y="{size - 8}" font-size="11" text-anchor="middle">'
+              f'{esc(x_label)} (dB)</text>',
+              f'<text x="12" y="{(size - margin) / 2}" font-size="11" text-anchor="middle" '
+              f'transform="rotate(-90 12 {(size - margin) / 2})">{esc(y_label)} (dB)</text>',
+              "</svg>"]
+    return "\n".join(parts)
+
+
 class Extremes:
     """The n lowest- and the n highest-scoring items by SI-SNRi seen, with their audio: what a
     listener wants to hear first, kept while scoring, so memory holds 2n items whatever the test
@@ -223,6 +255,11 @@ class Extremes:
 def row_key(row):
     """What names a scored item in the results table: its mixture_ID, and a zoo segment's start."""
     return {name: str(row[name]) for name in ("mixture_ID", "start") if name in row}
+
+
+def row_id(row):
+    """row_key() as a dictionary key."""
+    return tuple(row_key(row).items())
 
 
 def listening_level(signal):
@@ -257,12 +294,75 @@ def read_table(path):
         return list(csv.DictReader(f))
 
 
+def results_file(summary):
+    """The results table's name: per_utterance.csv, or per_segment.csv for the model zoo's protocol."""
+    return "per_segment.csv" if "segments" in summary else "per_utterance.csv"
+
+
+def read_evaluation(results_dir, option):
+    """(summary, its table's rows) of the evaluation in results_dir; `option` names the argument
+    that gave the folder."""
+    path = Path(results_dir) / "summary.json"
+    try:
+        summary = json.loads(path.read_text())
+        path = Path(results_dir) / results_file(summary)
+        return summary, read_table(path)
+    except (OSError, ValueError, csv.Error) as err:
+        raise UserError(f"{path}: {getattr(err, 'strerror', None) or err}: {option} must hold an evaluation "
+                        f"(evaluate.py writes it)") from None
+
+
+class Comparison:
+    """Another evaluation of the same test set (another checkpoint's results_dir, or the 310
+    path's), whose scores a report shows beside its own, item by item."""
+
+    def __init__(self, results_dir):
+        self.results_dir = Path(results_dir)
+        self.summary, rows = read_evaluation(results_dir, "--compare_with")
+        self.si_snri = {row_id(row): row["SI-SNRi"] for row in rows}
+        self.name = self.summary.get("model") or str(results_dir)
+
+    def check(self, protocol, sample_rate):
+        """Only scores of one protocol at one sample rate compare: a one-line error otherwise."""
+        theirs = (self.summary.get("protocol"), self.summary.get("sample_rate"))
+        if theirs != (protocol, sample_rate):
+            raise UserError(f"{self.results_dir} was scored as {theirs[0]!r} at {theirs[1]} Hz, this evaluation "
+                            f"as {protocol!r} at {sample_rate} Hz: --compare_with takes an evaluation by the "
+                            f"same protocol of the same test set")
+
+    def changes(self, rows):
+        """{row_id: SI-SNRi here minus there} of the rows the other evaluation scored too."""
+        return {row_id(r): float(r["SI-SNRi"]) - float(self.si_snri[row_id(r)])
+                for r in rows if row_id(r) in self.si_snri}
+
+    def summary_entries(self, rows, unit, settings):
+        """(term, description) pairs for the report's summary; `settings`: this evaluation's model
+        settings, which the other's are described against."""
+        changes = list(self.changes(rows).values())
+        if not changes:
+            raise UserError(f"no {unit} of {self.results_dir} is in this evaluation: --compare_with takes an "
+                            f"evaluation of the same test set")
+        theirs = self.summary.get("model_args") or {}
+        differing = [f"{k} {v} (here {(settings or {}).get(k, 'not recorded')})"
+                     for k, v in theirs.items() if (settings or {}).get(k) != v]
+        described = (f"{self.name}: SI-SNRi {np.mean([float(v) for v in self.si_snri.values()]):.2f} dB on "
+                     f"average; model settings " + ("not recorded" if not theirs else
+                                                    "as here" if not differing else ", ".join(differing)))
+        change = (f"{np.mean(changes):+.2f} dB on average over the {len(changes)} {unit}s both scored: "
+                  f"higher on {sum(c > 0 for c in changes)}, lower on {sum(c < 0 for c in changes)}")
+        unmatched = [(len(rows) - len(changes), "only here"), (len(self.si_snri) - len(changes), "only there")]
+        if any(count for count, _ in unmatched):
+            change += "; " + ", ".join(f"{count} {where}" for count, where in unmatched)
+        return [("Compared with", described), ("SI-SNRi change", change)]
+
+
 def decibels(value):
     return f"{float(value):.2f}"
 
 
-def summary_list(summary, rows, evaluated, table_name):
-    """The <dl> of what was evaluated, how, and the averages."""
+def summary_list(summary, rows, evaluated, table_name, compared=()):
+    """The <dl> of what was evaluated, how, and the averages; `compared`: more (term, description)
+    pairs (Comparison.summary_entries)."""
     si_snri = [float(r["SI-SNRi"]) for r in rows]
     entries = [("SI-SNRi, mean / median", f"{np.mean(si_snri):.2f} / {np.median(si_snri):.2f} dB")]
     if "SDRi" in rows[0]:
@@ -278,7 +378,7 @@ def summary_list(summary, rows, evaluated, table_name):
                 ("Model", summary.get("model", "not recorded")),
                 ("Model settings", ", ".join(f"{k} {v}" for k, v in settings.items()) if settings else "not recorded"),
                 ("Test set", summary.get("test_set", "not recorded")),
-                ("Evaluated", evaluated.strftime("%Y-%m-%d %H:%M"))]
+                ("Evaluated", evaluated.strftime("%Y-%m-%d %H:%M")), *compared]
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in entries)
     return f'<dl>{items}<dt>Results</dt><dd><a href="{esc(quote(table_name))}">{esc(table_name)}</a></dd></dl>'
 
@@ -290,18 +390,24 @@ def score_columns(rows):
     return [name for name in names if name[0] in rows[0]]
 
 
-def results_table(rows, listened):
+def results_table(rows, listened, comparison=None):
     """Every scored item, worst SI-SNRi first; each cell's data-value is the CSV's own text, which
-    the sorting reads; items with audio link to their players."""
+    the sorting reads; items with audio link to their players. With a Comparison, two more columns:
+    the other evaluation's SI-SNRi and the change to this one (empty where it has no such item)."""
     columns = score_columns(rows)
+    if comparison:
+        columns += [("compared", "compared SI-SNRi (dB)", True), ("change", "change (dB)", True)]
+        changes = comparison.changes(rows)
+        rows = [{**row, "compared": comparison.si_snri.get(row_id(row), ""),
+                 "change": repr(changes[row_id(row)]) if row_id(row) in changes else ""} for row in rows]
     head = "".join(f'<th{" aria-sort=ascending" if name == "SI-SNRi" else ""}><button type="button">'
                    f"{esc(heading)}</button></th>" for name, heading, _ in columns)
     lines = []
     for row in sorted(rows, key=lambda r: float(r["SI-SNRi"])):
-        anchor = listened.get(tuple(row_key(row).items()))
+        anchor = listened.get(row_id(row))
         cells = []
         for name, _, is_score in columns:
-            shown = decibels(row[name]) if is_score else esc(row[name])
+            shown = decibels(row[name]) if is_score and row[name] != "" else esc(row[name])
             if name == "mixture_ID" and anchor:
                 shown += f' <a href="#{anchor}">listen</a>'
             cells.append(f'<td data-value="{esc(row[name])}">{shown}</td>')
@@ -326,10 +432,11 @@ def item_card(anchor, title, scores, files, page_dir, audio_files, captions, sam
             + image(spectrograms(signals, sample_rate), f"spectrograms of {title}") + "</section>")
 
 
-def evaluation_report(table, summary, audio, results_dir, evaluated, table_name):
+def evaluation_report(table, summary, audio, results_dir, evaluated, table_name, comparison=None):
     """(report.html's text, its notes) from the results: the table and summary.json (paths, possibly
     still under temporary names) and the audio folder (AUDIO_DIR's content, which may be missing);
-    links use the final names (table_name, AUDIO_DIR)."""
+    links use the final names (table_name, AUDIO_DIR). A Comparison adds its scores: the change in
+    the summary, a scatter of both SI-SNRi and two columns of the table."""
     rows = read_table(table)
     summary = json.loads(Path(summary).read_text())
     items = json.loads((Path(audio) / ITEMS).read_text()) if (Path(audio) / ITEMS).is_file() else None
@@ -340,11 +447,11 @@ def evaluation_report(table, summary, audio, results_dir, evaluated, table_name)
     elif not items:
         notes.append("report_items is 0: this report has no players")
     items = items or []
-    by_key = {tuple(row_key(r).items()): r for r in rows}
-    listened = {tuple(item["key"].items()): f"item-{k}" for k, item in enumerate(items)}
+    by_key = {row_id(r): r for r in rows}
+    listened = {row_id(item["key"]): f"item-{k}" for k, item in enumerate(items)}
     sections = {"worst": [], "best": []}
     for k, item in enumerate(items):
-        row = by_key.get(tuple(item["key"].items()))
+        row = by_key.get(row_id(item["key"]))
         if row is None:
             raise UserError(f"{Path(audio) / ITEMS} lists {item['key']}, which {table_name} does not hold: "
                             f"the folder mixes two evaluations; run evaluate.py again")
@@ -357,29 +464,39 @@ def evaluation_report(table, summary, audio, results_dir, evaluated, table_name)
         sources = [Path(audio) / item["folder"] / f for f in item["files"]]
         sections[item["rank"]].append(item_card(f"item-{k}", title, scores, files, results_dir, sources, captions,
                                                 summary.get("sample_rate") or sf.info(str(sources[0])).samplerate))
-    body = [summary_list(summary, rows, evaluated, table_name)]
-    body += [f'<p class="note">{esc(note)}</p>' for note in notes]
     unit = "segment" if "start" in rows[0] else "utterance"
+    compared = []
+    if comparison:
+        comparison.check(summary.get("protocol"), summary.get("sample_rate"))
+        compared = comparison.summary_entries(rows, unit, summary.get("model_args"))
+    body = [summary_list(summary, rows, evaluated, table_name, compared)]
+    body += [f'<p class="note">{esc(note)}</p>' for note in notes]
     body += [f"<h2>SI-SNRi per {unit}</h2>", histogram_svg([float(r["SI-SNRi"]) for r in rows], "SI-SNRi", f"{unit}s")]
+    if comparison:
+        changes = comparison.changes(rows)
+        points = [(float(comparison.si_snri[row_id(r)]), float(r["SI-SNRi"])) for r in rows if row_id(r) in changes]
+        here, there = Path(summary.get("model", "this evaluation")).name, Path(comparison.name).name
+        body += [f"<h2>SI-SNRi per {unit}, against {esc(comparison.name)}</h2>",
+                 f"<p>One point per {unit}: above the dashed diagonal (blue) {esc(here)} scored it higher than "
+                 f"{esc(there)}, below it (orange) lower.</p>", scatter_svg(points, there, here)]
     for rank in ("worst", "best"):
         if sections[rank]:
             body += [f"<h2>The {len(sections[rank])} {rank}</h2>"] + sections[rank]
     body += [f"<h2>Every {unit} ({len(rows)}), worst first</h2>",
-             results_table(rows, listened)]
+             results_table(rows, listened, comparison)]
     return page("Separation results", "\n".join(body)), notes
 
 
-def write_evaluation_report(results_dir, table_name):
-    """report.html from what results_dir holds (evaluate.py --report_only): the notes it made."""
+def write_evaluation_report(results_dir, comparison=None):
+    """report.html from what results_dir holds (evaluate.py --report_only), with a Comparison's
+    scores if given: the notes it made."""
     results_dir = Path(results_dir)
-    table, summary = results_dir / table_name, results_dir / "summary.json"
-    for path in (table, summary):
-        if not path.is_file():
-            raise UserError(f"{path} does not exist: --results_dir must hold an evaluation (evaluate.py writes it)")
+    table_name = results_file(read_evaluation(results_dir, "--results_dir")[0])
     check_replaceable(results_dir / REPORT)
     check_audio_folder(results_dir)
-    text, notes = evaluation_report(table, summary, results_dir / AUDIO_DIR, results_dir,
-                                    datetime.fromtimestamp(table.stat().st_mtime), table_name)
+    table = results_dir / table_name
+    text, notes = evaluation_report(table, results_dir / "summary.json", results_dir / AUDIO_DIR, results_dir,
+                                    datetime.fromtimestamp(table.stat().st_mtime), table_name, comparison)
     with atomic_path(results_dir / REPORT) as tmp:
         Path(tmp).write_text(text)
     return notes

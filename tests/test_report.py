@@ -85,6 +85,40 @@ def evaluated(librimix, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def compared(evaluated, tmp_path_factory):
+    """Another tiny model (other initial weights) evaluated on the same test set with
+    --compare_with the first: (its results_dir, the first's)."""
+    first = evaluated[0]
+    work = tmp_path_factory.mktemp("compared")
+    cfg = load_config(TINY_MODEL, verbose=False)
+    ms.set_seed(6)
+    ms.save_checkpoint(build_network(cfg.group("model")), str(work / "other.ckpt"))
+    evaluate_main(["--config_path", "/dev/null", "--ckpt_path", str(work / "other.ckpt"), "--data_dir",
+                   str(first.parent / "data"), "--results_dir", str(work / "results"), "--cal_sdr",
+                   "--report_items", "1", "--compare_with", str(first), *TINY_MODEL])
+    return work / "results", first
+
+
+@pytest.fixture(scope="module")
+def compared_back(compared, tmp_path_factory):
+    """The first evaluation's report made again (--report_only) against the second, from which one
+    utterance was removed: (that results_dir, the removed mixture_ID)."""
+    results, first = compared
+    work = tmp_path_factory.mktemp("compared_back")
+    again, partial = work / "again", work / "partial"
+    shutil.copytree(first, again)
+    shutil.copytree(results, partial)
+    rows = read_rows(results)
+    with open(partial / "per_utterance.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[1:])
+    evaluate_main(["--config_path", "/dev/null", "--results_dir", str(again), "--report_only",
+                   "--compare_with", str(partial)])
+    return again, rows[0]["mixture_ID"]
+
+
+@pytest.fixture(scope="module")
 def separated(tmp_path_factory, evaluated):
     """separate.py over recordings named with spaces, '#', '?', '&', quotes and HTML: (out_dir, inputs)."""
     _, corpus = evaluated
@@ -292,6 +326,92 @@ def test_the_listening_page_in_a_browser(separated, chromium):
     assert chromium.execute_script("return document.querySelectorAll('img[src=x]').length") == 0
     from selenium.webdriver.common.by import By
     assert HOSTILE_FILE in [h.text for h in chromium.find_elements(By.CSS_SELECTOR, "h3")]
+
+
+def comparison_columns(page_rows):
+    """{mixture_ID: (compared SI-SNRi, change)} from a comparing report's table."""
+    return {cells[0]: (cells[-2], cells[-1]) for cells in page_rows}
+
+
+def test_a_comparison_shows_both_scores_and_their_change(compared, compared_back):
+    """Beside each utterance, the other evaluation's SI-SNRi as its CSV has it and the change; the
+    summary's average change and counts are those of the two CSVs. Made again the other way round,
+    the changes change sign, the audio stays, and an item the other table lacks has empty cells."""
+    results, first = compared
+    mine, theirs = read_rows(results), {r["mixture_ID"]: r["SI-SNRi"] for r in read_rows(first)}
+    page = Page((results / "report.html").read_text())
+    shown = comparison_columns(page.rows)
+    assert sorted(shown) == sorted(theirs)
+    for row in mine:
+        other, change = shown[row["mixture_ID"]]
+        assert other == theirs[row["mixture_ID"]]
+        assert float(change) == pytest.approx(float(row["SI-SNRi"]) - float(theirs[row["mixture_ID"]]), abs=1e-12)
+    changes = np.array([float(r["SI-SNRi"]) - float(theirs[r["mixture_ID"]]) for r in mine])
+    text = " ".join(page.text)
+    assert (f"{changes.mean():+.2f} dB on average over the {len(mine)} utterances both scored: "
+            f"higher on {(changes > 0).sum()}, lower on {(changes < 0).sum()}") in text
+    mean = np.mean([float(v) for v in theirs.values()])
+    assert f"{first.parent / 'tiny.ckpt'}: SI-SNRi {mean:.2f} dB on average; model settings as here" in text
+
+    again, dropped = compared_back
+    back = comparison_columns(Page((again / "report.html").read_text()).rows)
+    assert back[dropped] == ("", "")
+    for row in mine:
+        if row["mixture_ID"] != dropped:
+            assert float(back[row["mixture_ID"]][1]) == pytest.approx(-float(shown[row["mixture_ID"]][1]), abs=1e-12)
+    back_page = Page((again / "report.html").read_text())
+    assert "1 only here, 0 only there" in " ".join(back_page.text) and len(back_page.audio) == 2 * 5
+
+
+def test_the_comparison_in_a_browser(compared, compared_back, chromium):
+    """Sorting by the change reorders the table, items without one last either way; the scatter of
+    both scores is drawn."""
+    from selenium.webdriver.common.by import By
+    results, _ = compared
+    open_page(chromium, results / "report.html")
+    headers = chromium.find_elements(By.CSS_SELECTOR, "#results th button")
+    assert headers[-1].text.startswith("change")
+    worst_first = column(chromium, 0)
+    headers[-1].click()
+    changes = [float(v) for v in column(chromium, len(headers) - 1)]
+    assert changes == sorted(changes) and column(chromium, 0) != worst_first
+    scatter = Image.open(io.BytesIO(chromium.find_element(By.CSS_SELECTOR, "svg.scatter").screenshot_as_png))
+    pixels = np.asarray(scatter.convert("RGB")).reshape(-1, 3).astype(int)
+    dots = sum((np.abs(pixels - colour).max(1) < 8).sum() for colour in (BAR, (0xd9, 0x82, 0x2b)))
+    assert dots > 10 * len(changes), "no points drawn"
+
+    again, dropped = compared_back
+    open_page(chromium, again / "report.html")
+    headers = chromium.find_elements(By.CSS_SELECTOR, "#results th button")
+    for descending in (False, True):
+        headers[-1].click()
+        values = column(chromium, len(headers) - 1)
+        assert values[-1] == "" and "" not in values[:-1] and column(chromium, 0)[-1] == dropped
+        numbers = [float(v) for v in values[:-1]]
+        assert numbers == sorted(numbers, reverse=descending)
+
+
+def test_an_evaluation_of_another_protocol_is_refused_before_work(compared, tmp_path):
+    """--compare_with a folder without an evaluation, or one scored by another protocol or at
+    another sample rate: one line naming it, before any work; the results folder untouched."""
+    results, first = compared
+    pieces, other_rate = tmp_path / "pieces", tmp_path / "16k"
+    for folder, change in ((pieces, {"protocol": "4-s pieces"}), (other_rate, {"sample_rate": 16000})):
+        shutil.copytree(first, folder)
+        summary = json.loads((folder / "summary.json").read_text())
+        (folder / "summary.json").write_text(json.dumps({**summary, **change}))
+    copy = tmp_path / "results"
+    shutil.copytree(results, copy)
+    before = folder_hash(copy)
+    ckpt = str(first.parent / "tiny.ckpt")
+    for other, message in ((pieces, "scored as '4-s pieces' at 8000 Hz, this evaluation as 'whole utterances'"),
+                           (other_rate, "at 16000 Hz, this evaluation as 'whole utterances' at 8000 Hz"),
+                           (tmp_path / "none", "summary.json: No such file or directory: --compare_with must")):
+        for extra in (["--report_only"], ["--ckpt_path", ckpt, "--data_dir", str(first.parent / "data"), *TINY_MODEL]):
+            with pytest.raises(UserError, match=message):
+                evaluate_main(["--config_path", "/dev/null", "--results_dir", str(copy), "--compare_with",
+                               str(other), *extra])
+    assert folder_hash(copy) == before
 
 
 def test_an_old_evaluation_gets_a_report_without_players(evaluated, tmp_path, capsys):
