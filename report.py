@@ -342,12 +342,15 @@ class Comparison:
         if not changes:
             raise UserError(f"no {unit} of {self.results_dir} is in this evaluation: --compare_with takes an "
                             f"evaluation of the same test set")
-        theirs = self.summary.get("model_args") or {}
-        differing = [f"{k} {v} (here {(settings or {}).get(k, 'not recorded')})"
-                     for k, v in theirs.items() if (settings or {}).get(k) != v]
+        theirs = self.summary.get("model_args")
+        if not (theirs and settings):
+            described = "not recorded" + (" here" if theirs else "")
+        else:
+            differing = [f"{k} {v} (here {settings.get(k, 'not recorded')})"
+                         for k, v in theirs.items() if settings.get(k) != v]
+            described = ", ".join(differing) or "as here"
         described = (f"{self.name}: SI-SNRi {np.mean([float(v) for v in self.si_snri.values()]):.2f} dB on "
-                     f"average; model settings " + ("not recorded" if not theirs else
-                                                    "as here" if not differing else ", ".join(differing)))
+                     f"average; model settings {described}")
         change = (f"{np.mean(changes):+.2f} dB on average over the {len(changes)} {unit}s both scored: "
                   f"higher on {sum(c > 0 for c in changes)}, lower on {sum(c < 0 for c in changes)}")
         unmatched = [(len(rows) - len(changes), "only here"), (len(self.si_snri) - len(changes), "only there")]

@@ -391,6 +391,23 @@ def test_the_comparison_in_a_browser(compared, compared_back, chromium):
         assert numbers == sorted(numbers, reverse=descending)
 
 
+def test_the_comparison_names_the_model_settings_that_differ(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summary.json").write_text(json.dumps({"protocol": "whole utterances", "sample_rate": 8000,
+                                                    "model": "run1/best.ckpt",
+                                                    "model_args": {"K": 100, "num_layers": 6}}))
+    (other / "per_utterance.csv").write_text("mixture_ID,seconds,SI-SNR,SI-SNRi\na,1.0,9.5,10.0\nb,2.0,11.5,12.5\n")
+    here = [{"mixture_ID": "a", "SI-SNRi": "11.0"}, {"mixture_ID": "b", "SI-SNRi": "12.0"},
+            {"mixture_ID": "c", "SI-SNRi": "3.0"}]
+    comparison = report.Comparison(other)
+    entries = dict(comparison.summary_entries(here, "utterance", {"K": 250, "num_layers": 6}))
+    assert entries["Compared with"] == "run1/best.ckpt: SI-SNRi 11.25 dB on average; model settings K 100 (here 250)"
+    assert entries["SI-SNRi change"] == ("+0.25 dB on average over the 2 utterances both scored: higher on 1, "
+                                         "lower on 1; 1 only here, 0 only there")
+    assert dict(comparison.summary_entries(here, "utterance", {}))["Compared with"].endswith("not recorded here")
+
+
 def test_an_evaluation_of_another_protocol_is_refused_before_work(compared, tmp_path):
     """--compare_with a folder without an evaluation, or one scored by another protocol or at
     another sample rate: one line naming it, before any work; the results folder untouched."""
