@@ -352,7 +352,8 @@ class Comparison:
         described = (f"{self.name}: SI-SNRi {np.mean([float(v) for v in self.si_snri.values()]):.2f} dB on "
                      f"average; model settings {described}")
         change = (f"{np.mean(changes):+.2f} dB on average over the {len(changes)} {unit}s both scored: "
-                  f"higher on {sum(c > 0 for c in changes)}, lower on {sum(c < 0 for c in changes)}")
+                  f"higher on {sum(c > 0 for c in changes)}, lower on {sum(c < 0 for c in changes)} "
+                  f"(at most {max(changes):+.2f} and {min(changes):+.2f} dB)")
         unmatched = [(len(rows) - len(changes), "only here"), (len(self.si_snri) - len(changes), "only there")]
         if any(count for count, _ in unmatched):
             change += "; " + ", ".join(f"{count} {where}" for count, where in unmatched)

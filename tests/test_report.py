@@ -349,7 +349,8 @@ def test_a_comparison_shows_both_scores_and_their_change(compared, compared_back
     changes = np.array([float(r["SI-SNRi"]) - float(theirs[r["mixture_ID"]]) for r in mine])
     text = " ".join(page.text)
     assert (f"{changes.mean():+.2f} dB on average over the {len(mine)} utterances both scored: "
-            f"higher on {(changes > 0).sum()}, lower on {(changes < 0).sum()}") in text
+            f"higher on {(changes > 0).sum()}, lower on {(changes < 0).sum()} "
+            f"(at most {changes.max():+.2f} and {changes.min():+.2f} dB)") in text
     mean = np.mean([float(v) for v in theirs.values()])
     assert f"{first.parent / 'tiny.ckpt'}: SI-SNRi {mean:.2f} dB on average; model settings as here" in text
 
@@ -404,7 +405,7 @@ def test_the_comparison_names_the_model_settings_that_differ(tmp_path):
     entries = dict(comparison.summary_entries(here, "utterance", {"K": 250, "num_layers": 6}))
     assert entries["Compared with"] == "run1/best.ckpt: SI-SNRi 11.25 dB on average; model settings K 100 (here 250)"
     assert entries["SI-SNRi change"] == ("+0.25 dB on average over the 2 utterances both scored: higher on 1, "
-                                         "lower on 1; 1 only here, 0 only there")
+                                         "lower on 1 (at most +1.00 and -0.50 dB); 1 only here, 0 only there")
     assert dict(comparison.summary_entries(here, "utterance", {}))["Compared with"].endswith("not recorded here")
 
 
