@@ -323,9 +323,10 @@ class Comparison:
         self.name = self.summary.get("model") or str(results_dir)
 
     def check(self, protocol, sample_rate):
-        """Only scores of one protocol at one sample rate compare: a one-line error otherwise."""
-        theirs = (self.summary.get("protocol"), self.summary.get("sample_rate"))
-        if theirs != (protocol, sample_rate):
+        """Only scores of one protocol at one sample rate compare: a one-line error otherwise. A rate
+        one side does not record (summary.json before listening reports) is taken to match."""
+        theirs = (self.summary.get("protocol"), self.summary.get("sample_rate") or sample_rate)
+        if theirs != (protocol, sample_rate or theirs[1]):
             raise UserError(f"{self.results_dir} was scored as {theirs[0]!r} at {theirs[1]} Hz, this evaluation "
                             f"as {protocol!r} at {sample_rate} Hz: --compare_with takes an evaluation by the "
                             f"same protocol of the same test set")

@@ -407,6 +407,9 @@ def test_the_comparison_names_the_model_settings_that_differ(tmp_path):
     assert entries["SI-SNRi change"] == ("+0.25 dB on average over the 2 utterances both scored: higher on 1, "
                                          "lower on 1 (at most +1.00 and -0.50 dB); 1 only here, 0 only there")
     assert dict(comparison.summary_entries(here, "utterance", {}))["Compared with"].endswith("not recorded here")
+    comparison.check("whole utterances", None)  # an evaluation from before reports recorded no rate
+    with pytest.raises(UserError, match="at 8000 Hz, this evaluation as 'whole utterances' at 16000 Hz"):
+        comparison.check("whole utterances", 16000)
 
 
 def test_an_evaluation_of_another_protocol_is_refused_before_work(compared, tmp_path):
