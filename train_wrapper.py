@@ -7,6 +7,13 @@ from network_define import DPRNNWithLoss
 
 
 def _square_sum(grad):
+    # The sum of one element (PReLU's slope) is taken as the element itself: CPU kernel fusion turns
+    # that ReduceSum into a Reshape whose empty target shape MindSpore 2.10 hashes from uninitialised
+    # memory, so the fused gradient-norm kernel got a new name in every process and each training
+    # run compiled it again (about 4.5 s at start, a kernel compiler process included) instead of
+    # taking it from the kernel cache. Same value, bit for bit.
+    if grad.size == 1:
+        return ops.square(grad.reshape(-1))[0]
     return ops.reduce_sum(ops.square(grad))
 
 
