@@ -1,10 +1,20 @@
-"""Test setup: the project root importable, quiet MindSpore, single-threaded BLAS (2-core machines)."""
+"""Test setup: the project root importable, quiet MindSpore, single-threaded BLAS (2-core machines),
+and a kernel cache of each test process's own (pytest-xdist runs the suite in two)."""
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("GLOG_v", "3")
+# Kernel fusion compiles into MS_COMPILER_CACHE_PATH, which every run on the machine shares by
+# default: each xdist worker (and the scripts its tests start) gets a fresh one, so that two workers
+# never write one kernel's files at once and no run reuses what an earlier one compiled.
+_kernels = tempfile.mkdtemp(prefix=f"dprnn_kernels_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}_")
+os.environ["MS_COMPILER_CACHE_PATH"] = _kernels
+atexit.register(shutil.rmtree, _kernels, ignore_errors=True)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from device import enable_kernel_fusion  # noqa: E402  (first: it sets MindSpore's environment)
@@ -47,3 +57,8 @@ def prepared(librimix, tmp_path_factory):
     cfg = load_config(["--data_dir", str(out_dir), "--shard_num", "2"], verbose=False)
     preprocess(librimix, out_dir, cfg)
     return cfg, out_dir
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fast: the edit-test loop's tier, `bash scripts/run_tests.sh --fast`: the "
+                                       "model, the loss, the config and the bad-input one-liners")

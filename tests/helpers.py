@@ -4,6 +4,7 @@ import errno
 import os
 import runpy
 import shutil
+import socket
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -22,6 +23,23 @@ def script_main(name):
     """The main() of an entry script (evaluate.py, ...), executed from its file as `python name`
     executes it, without importing the script as a module."""
     return runpy.run_path(str(ROOT / name), run_name=Path(name).stem)["main"]
+
+
+def run_in_process(name, *argv):
+    """`python name argv...` in this process: the script's main() through errors.run_main, as its
+    command line runs it (a failure raises SystemExit with the one error line). Where a test is not
+    about the process itself, this saves starting one (MindSpore takes about 4 s to load)."""
+    from errors import run_main
+    main = script_main(name)
+    run_main(lambda: main([str(a) for a in argv]))
+
+
+def free_port():
+    """A TCP port that nothing listens on now, chosen by the kernel: each msrun a test starts gets its
+    own scheduler port, so that tests running side by side (pytest-xdist) never meet on one."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def write_310_inputs(cfg, infer_dir):

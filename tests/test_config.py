@@ -9,6 +9,8 @@ from errors import ArgumentParser
 from device import available_devices, setup_device
 from model import DPRNN, count_parameters
 
+pytestmark = pytest.mark.fast  # bash scripts/run_tests.sh --fast
+
 
 def test_defaults_are_the_model_zoo_ones():
     cfg = load_config([], verbose=False)

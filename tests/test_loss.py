@@ -8,6 +8,8 @@ import pytest
 from loss import PermutationInvariantSISNR
 from metrics import score, sdr_and_improvement, si_snr
 
+pytestmark = pytest.mark.fast  # bash scripts/run_tests.sh --fast
+
 
 def si_snr_improvement(estimates, sources, mixture):
     return score(mixture, sources, estimates, "test")["SI-SNRi"]

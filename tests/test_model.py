@@ -13,6 +13,8 @@ from model import (BlockLoopNetwork, ChannelLayerNorm, CumulativeLayerNorm, DPRN
                    PathRNN, count_parameters, overlap_add, split_chunks)
 from separation import Separator
 
+pytestmark = pytest.mark.fast  # bash scripts/run_tests.sh --fast
+
 DATA = Path(__file__).parent / "data"
 
 # lstm_for as build_network sets it on CPU, where the tests run
