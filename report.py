@@ -35,7 +35,9 @@ GENERATOR = "dprnn-mindspore listening report"  # marks pages this module wrote:
 REPORT, AUDIO_DIR, LISTEN = "report.html", "report_audio", "listen.html"
 ITEMS = "items.json"  # in AUDIO_DIR: which utterances have audio, and their files
 SPECTROGRAM_SECONDS = 30
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")  # Debian's packages
+# Debian's chromium and chromium-driver, or where CHROMIUM and CHROMEDRIVER say (scripts/run_tests.sh reads them too)
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -540,8 +542,9 @@ def browser(width=1200, height=900):
     except ImportError:
         raise UserError("selenium is not installed: .venv/bin/pip install -r requirements.txt") from None
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        raise UserError("no headless browser: install Debian's Chromium and its driver with "
-                        "`apt-get install -y chromium chromium-driver`")
+        raise UserError(f"no headless browser at {CHROMIUM} and {CHROMEDRIVER}: install Debian's Chromium and "
+                        f"its driver with `apt-get install -y chromium chromium-driver` (bash scripts/run_tests.sh "
+                        f"does it), or set CHROMIUM and CHROMEDRIVER to where they are")
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
