@@ -26,6 +26,7 @@ CHOICES = {
     "segment_mode": ("fixed", "random"),
     "lr_schedule": ("piecewise", "plateau", "exponential", "cosine", "constant"),
     "eval_protocol": ("whole", "pieces", "zoo"),
+    "valid_protocol": ("auto", "whole", "pieces"),
 }
 
 

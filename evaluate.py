@@ -35,8 +35,9 @@ from checkpoint import checkpoint_settings, network_from_checkpoint
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import ArgumentParser, run_main
-from evaluation import (check_results_dir, evaluation_protocol, fixed_length_protocol, print_summary, print_written,
-                        protocol_label, score_utterances, separate_utterances, summarize, write_results)
+from evaluation import (check_results_dir, evaluation_protocol, fixed_length_protocol, input_shapes, print_summary,
+                        print_written, protocol_label, score_utterances, separate_utterances, summarize,
+                        write_results)
 from report import Comparison, Extremes, write_evaluation_report
 from separation import FixedLengthSeparator, Separator, load_onnx
 
@@ -58,16 +59,23 @@ def main(argv=None):
         model, segment_len = load_onnx(cfg.onnx)
         separate = FixedLengthSeparator(model, segment_len)
         protocol = fixed_length_protocol(cfg.eval_protocol)
+        target = "onnxruntime"
     else:
-        setup_device(**cfg.group("device"))
+        target = setup_device(**cfg.group("device"))
         net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
         cfg = cfg.updated(**settings)
         separate = Separator(net)
         protocol, segment_len = evaluation_protocol(cfg.eval_protocol, cfg.samples("eval_segment"), cfg.sample_rate)
+    label = protocol_label(protocol, segment_len, cfg.sample_rate)
     if comparison:
-        comparison.check(protocol_label(protocol, segment_len, cfg.sample_rate), cfg.sample_rate)
+        comparison.check(label, cfg.sample_rate)
     test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
-    count = len(read_index(test_file)[0])
+    lengths = read_index(test_file)[0]
+    count = len(lengths)
+    if target in ("Ascend", "GPU"):
+        # Ascend's DynamicRNN is static-shape: kernels are built for every new input shape
+        print(f"on {target}, kernels are built for each input shape: {input_shapes(protocol, lengths)} for "
+              f"{label}; --eval_protocol pieces (or zoo) needs one", flush=True)
     utterances = tqdm(read_split(test_file, cfg.num_spks), total=count, desc="evaluating", unit="utt")
     extremes = Extremes(cfg.report_items)
     rows = score_utterances(separate_utterances(utterances, separate, protocol, segment_len),

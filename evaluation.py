@@ -85,6 +85,12 @@ def fixed_length_protocol(eval_protocol):
     return "zoo" if eval_protocol == "zoo" else "pieces"
 
 
+def input_shapes(protocol, lengths):
+    """How many input shapes a protocol feeds the network for utterances of these lengths: one per
+    distinct length for whole utterances, one for fixed-length pieces or segments."""
+    return len(set(int(n) for n in lengths)) if protocol == "whole" else 1
+
+
 def separate_utterances(utterances, separate, protocol, segment_len):
     """(mixture_ID, mixture, sources) -> (key, mixture, sources, estimates matched to the sources)
     per scored item: the utterance (whole, pieces) or each zoo segment. key: {"mixture_ID"} and,

@@ -18,12 +18,12 @@ import mindspore as ms
 from tqdm import tqdm
 
 from checkpoint import MODEL_ARGS, build_network, load_checkpoint, load_weights, model_args, save_checkpoint
-from data import check_num_spks, eval_dataset, mindrecord_file, train_dataset
+from data import check_num_spks, eval_dataset, mindrecord_file, read_index, train_dataset
 from device import setup_device
 from errors import UserError
 from fileio import atomic_path, check_output_dir, write_text
 from model import count_parameters
-from network_define import ValidationNetwork, mean_si_snr
+from network_define import PieceValidation, ValidationNetwork, mean_si_snr
 from train_wrapper import build_train_step
 
 PIECEWISE_MILESTONES = (15, 45, 75)  # the model zoo's: lr halves at each
@@ -216,6 +216,25 @@ def validation_in_one_graph(compiled_validation, target):
     return compiled_validation
 
 
+def build_validation(cfg, net, target, valid_path):
+    """The validation of valid_protocol (auto: whole utterances on CPU, pieces where kernels are built
+    for every input shape), and one line saying what it scores and how many input shapes it feeds."""
+    protocol = cfg.valid_protocol
+    if protocol == "auto":
+        protocol = "whole" if target == "CPU" else "pieces"
+    scored = f"validation: SI-SNR of whole utterances (up to cv_maxlen, {cfg.cv_maxlen:g} s)"
+    if protocol == "pieces":
+        piece_len = cfg.samples("segment")
+        print(f"{scored}, separated in {cfg.segment:g}-s pieces put back together: one input shape, "
+              f"[1, {piece_len}]", flush=True)
+        return PieceValidation(net, cfg.num_spks, piece_len)
+    one_graph = validation_in_one_graph(cfg.compiled_validation, target)
+    shapes = len({min(int(n), cfg.samples("cv_maxlen")) for n in read_index(valid_path)[0]})
+    compiles = "" if target == "CPU" else f", each compiled on {target} (valid_protocol pieces: one)"
+    print(f"{scored}, {'in one graph' if one_graph else 'eagerly'}: {shapes} input shapes{compiles}", flush=True)
+    return ValidationNetwork(net, cfg.num_spks, one_graph)
+
+
 @dataclass
 class Run:
     """What a training run works with, set up by start_run; rank 0 (the chief) writes the files."""
@@ -227,7 +246,7 @@ class Run:
     valid_data: object
     net: object
     train_step: object
-    validation: ValidationNetwork
+    validation: object  # ValidationNetwork or PieceValidation
     run_dir: RunDirectory
     state: TrainState
 
@@ -274,11 +293,11 @@ def start_run(cfg):
     ms.set_seed(cfg.seed)
     train_path = mindrecord_file(cfg.data_dir, cfg.train_name)
     check_num_spks(train_path, cfg.num_spks)  # before anything is written: a bad file stops here
-    valid_data = eval_dataset(mindrecord_file(cfg.data_dir, cfg.valid_name), cfg.num_spks,
-                              max_samples=cfg.samples("cv_maxlen"))
+    valid_path = mindrecord_file(cfg.data_dir, cfg.valid_name)
+    valid_data = eval_dataset(valid_path, cfg.num_spks, max_samples=cfg.samples("cv_maxlen"))
     net = build_network(cfg.group("model"))
     train_step = build_train_step(cfg, net)
-    validation = ValidationNetwork(net, cfg.num_spks, validation_in_one_graph(cfg.compiled_validation, target))
+    validation = build_validation(cfg, net, target, valid_path)
     run = Run(cfg, target, rank, group_size, train_path, valid_data, net, train_step, validation, run_dir,
               TrainState(lr=cfg.lr))
     if cfg.resume and (found := resume_from(cfg, run_dir)):

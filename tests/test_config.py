@@ -140,7 +140,7 @@ BAD_VALUES = {
     "early_stop_patience": ["-1"], "l2": ["-0.5", "nan"], "clip_norm": ["0", "-5"], "recompute": ["often"],
     "grad_accumulation": ["0", "3"], "seed": ["-1"], "save_checkpoint_steps": ["-1"],
     "keep_checkpoint_max": ["0"], "report_items": ["-1", "two"],
-    "resume": None, "distribute": ["yesno"], "compiled_validation": ["fast"], "ckpt_path": None,
+    "resume": None, "distribute": ["yesno"], "compiled_validation": ["fast"], "valid_protocol": ["segments"], "ckpt_path": None,
     "cal_sdr": ["sure"], "eval_protocol": ["segments"], "eval_segment": ["-1", "0.0001"], "results_dir": [""], "window": ["-1", "0.0001"], "causal": ["sometimes"],
     "file_format": ["PB"], "export_target": ["npu", "Ascend"], "export_length": ["32000", "0", "0.0001"], "device_target": ["TPU"], "device_id": ["-1"],
     "mode": ["eager"], "kernel_fusion": ["perhaps"],

@@ -157,6 +157,28 @@ def test_whole_utterance_scores_match_an_independent_computation(checkpoint, pre
     assert summary["sdri"] == pytest.approx(np.mean([float(r["SDRi"]) for r in rows.values()]))
 
 
+@pytest.mark.parametrize("target, protocol", [("Ascend", "whole"), ("GPU", "zoo"), ("CPU", "whole")])
+def test_evaluation_on_ascend_and_gpu_says_first_how_many_shapes_it_compiles(checkpoint, prepared, tmp_path,
+                                                                            monkeypatch, capsys, target, protocol):
+    """evaluate.py on Ascend (DynamicRNN: kernels per input shape) or GPU names, before it starts, the
+    input shapes its protocol feeds the network: one per distinct test length whole, one otherwise."""
+    import device
+    cfg, ckpt = checkpoint
+    lengths = [len(mixture) for _, mixture, _ in utterances_of(cfg)]
+    assert len(set(lengths)) > 1
+    real_setup = device.setup_device
+    # the CPU does the work; the device is what evaluate.py was told it runs on
+    monkeypatch.setitem(evaluate_main.__globals__, "setup_device", lambda **kw: (real_setup(**kw), target)[1])
+    evaluate_main(["--ckpt_path", str(ckpt), "--data_dir", str(prepared[1]), "--results_dir", str(tmp_path / "r"),
+                   "--eval_protocol", protocol, "--eval_segment", "0.5" if protocol != "whole" else "0", *TINY])
+    out = capsys.readouterr().out
+    label = {"whole": "whole utterances", "pieces": "0.5-s pieces", "zoo": "model zoo: 0.5-s segments"}[protocol]
+    shapes = len(set(lengths)) if protocol == "whole" else 1
+    line = (f"on {target}, kernels are built for each input shape: {shapes} for {label}; --eval_protocol pieces "
+            f"(or zoo) needs one\n")
+    assert (line in out) == (target != "CPU") and "kernels are built" not in out.replace(line, "")
+
+
 def test_mindir_export_gives_the_checkpointed_output(checkpoint, tmp_path):
     cfg, ckpt = checkpoint
     net = build_network(cfg.group("model"))

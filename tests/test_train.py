@@ -16,12 +16,13 @@ from mindspore import nn, ops
 
 from checkpoint import build_network, checkpoint_settings, load_checkpoint, load_weights, network_from_checkpoint
 from config import UserError, load_config
-from data import eval_dataset, mindrecord_file, train_dataset
+from data import eval_dataset, mindrecord_file, read_index, read_split, train_dataset
 from device import eager_mode
+from evaluation import score_utterances, separate_utterances
 from helpers import TINY_TRAINING, free_port, run_in_process
 from network_define import DPRNNWithLoss, ValidationNetwork, mean_si_snr
 from train_wrapper import TrainOneStep
-from trainer import TrainState, end_epoch, learning_rate, train, validation_in_one_graph
+from trainer import TrainState, build_validation, end_epoch, learning_rate, train, validation_in_one_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = TINY_TRAINING
@@ -127,6 +128,51 @@ def test_compiled_validation_stays_on_cpu_where_it_was_measured(target, capsys):
     assert validation_in_one_graph(True, target) is False
     assert capsys.readouterr().out == (f"compiled_validation: measured on CPU only, so validation runs eagerly "
                                        f"on {target}\n")
+
+
+class ShapeRecorder(nn.Cell):
+    """The network, recording the shape of every input it is given (in PyNative mode)."""
+
+    def __init__(self, net):
+        super().__init__(auto_prefix=False)
+        self.net = net
+        self.shapes = []
+
+    def construct(self, mixture):
+        self.shapes.append(tuple(mixture.shape))
+        return self.net(mixture)
+
+
+def test_validation_on_ascend_and_gpu_feeds_the_network_one_shape(tiny_data, capsys):
+    """valid_protocol auto on Ascend (as on GPU), where every new input shape builds new kernels: one
+    validation pass over utterances of different lengths feeds the network one shape, [1, segment],
+    says so, and scores what evaluate.py's pieces protocol scores; on CPU it stays whole utterances."""
+    librimix, data_dir = tiny_data
+    cfg = run_config(data_dir, "unused", *TINY, "--segment", "0.5")
+    path = mindrecord_file(data_dir, cfg.train_name)
+    lengths = sorted(int(n) for n in read_index(path)[0])
+    piece_len = cfg.samples("segment")
+    assert len(set(lengths)) == 2 and lengths[0] > 2 * piece_len and all(n % piece_len for n in lengths)
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    ms.set_seed(5)
+    recorder = ShapeRecorder(build_network(cfg.group("model")))
+    validation = build_validation(cfg, recorder, "Ascend", path)
+    assert capsys.readouterr().out == (f"validation: SI-SNR of whole utterances (up to cv_maxlen, 8 s), separated "
+                                       f"in 0.5-s pieces put back together: one input shape, [1, {piece_len}]\n")
+    mean = mean_si_snr(validation, eval_dataset(path, 2))
+    assert set(recorder.shapes) == {(1, piece_len)}
+    assert len(recorder.shapes) == sum(-(-n // piece_len) for n in lengths)
+
+    def separate(piece):
+        return recorder.net(ms.Tensor(piece[None])).asnumpy()[0]
+    items = separate_utterances(read_split(path, 2), separate, "pieces", piece_len)
+    rows = score_utterances(items, False, 1, cfg.sample_rate)
+    assert mean == pytest.approx(np.mean([row["SI-SNR"] for row in rows]), abs=1e-4)
+
+    whole = build_validation(cfg, recorder, "CPU", path)
+    assert isinstance(whole, ValidationNetwork) and capsys.readouterr().out.endswith("eagerly: 2 input shapes\n")
+    build_validation(cfg.updated(valid_protocol="whole"), recorder, "Ascend", path)
+    assert capsys.readouterr().out.endswith("2 input shapes, each compiled on Ascend (valid_protocol pieces: one)\n")
 
 
 def train_command(data_dir, out_dir, *argv):
