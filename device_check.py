@@ -2,12 +2,11 @@
 the cost of Ascend's float16 LSTMs, measured on CPU (bench.py fp16).
 
 The self-test's golden files (scripts/selftest/): tiny.ckpt, a tiny model's weights with their
-settings, and golden.npz, one built-in mixture and that checkpoint's output for it computed on CPU.
+settings; golden.npz, one built-in mixture and that checkpoint's output for it computed on CPU; and
+tiny_ascend.mindir, the checkpoint in the ascend form, for a 310 host's self-test (lite_app.py).
 """
-import subprocess
+import shutil
 import tempfile
-import zipfile
-import zlib
 from pathlib import Path
 
 import mindspore as ms
@@ -20,22 +19,16 @@ from errors import UserError
 from evaluation import score_utterances, separate_utterances
 from fileio import atomic_paths, check_output_dir, made_folders
 from layers import emulate_dynamic_rnn
+from lite_app import APP, ASCEND_MINDIR, GOLDEN_DIR, HERE, RESTORE, compare, read_golden, run_app
 from mindir import export_network
 from separation import FixedLengthSeparator, load_mindir
 from train_wrapper import build_train_step
 
-HERE = Path(__file__).resolve().parent
-GOLDEN_DIR = HERE / "scripts" / "selftest"
-APP = HERE / "ascend310_infer" / "out" / "dprnn_310"
 # the shipped model: small enough to compile in seconds on any device
 TINY = ["--in_channels", "16", "--hidden_channels", "16", "--bn_channels", "16", "--num_layers", "1",
         "--K", "20", "--kernel_size", "16"]
-# least SNR (dB) of an output against the CPU golden one. The golden output is this graph's on a CPU
-# (identical here); another machine's kernels may sum in another order (CPU, and GPU's cuDNN more so);
-# Ascend runs the LSTMs in float16 (DynamicRNN: 74 dB for this model when emulated on CPU,
-# tests/test_export_targets.py) and may run other operators in float16 too
-TOLERANCE_DB = {"CPU": 80.0, "GPU": 60.0, "Ascend": 30.0}
 TRAIN_STEPS = 8
+GOLDEN_FILES = ("tiny.ckpt", "golden.npz", ASCEND_MINDIR)
 
 
 def built_in_batch(sample_rate, batch=2, seconds=0.5):
@@ -52,29 +45,11 @@ def built_in_batch(sample_rate, batch=2, seconds=0.5):
     return sources.sum(axis=1), sources
 
 
-def snr_db(reference, estimate):
-    error = np.sum((reference.astype(np.float64) - estimate) ** 2)
-    return float("inf") if error == 0 else float(10 * np.log10(np.sum(reference.astype(np.float64) ** 2) / error))
-
-
-def read_golden(golden_dir):
-    """(mixture [1, T], output [1, C, T]) of golden.npz, and the tiny checkpoint's path; a UserError
-    naming the file when either is missing or damaged."""
-    path, ckpt = Path(golden_dir) / "golden.npz", Path(golden_dir) / "tiny.ckpt"
-    for needed in (path, ckpt):
-        if not needed.is_file():
-            raise UserError(f"{needed}: no such golden file: restore scripts/selftest/ from the repository "
-                            f"(git checkout -- scripts/selftest)")
-    try:
-        with np.load(path) as golden:
-            mixture, output = golden["mixture"], golden["output"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as err:
-        raise UserError(f"{path}: damaged golden file ({type(err).__name__}): restore it from the repository "
-                        f"(git checkout -- scripts/selftest)") from None
-    if mixture.ndim != 2 or output.shape[::2] != mixture.shape or not np.isfinite(output).all():
-        raise UserError(f"{path}: damaged golden file (shapes {mixture.shape}, {output.shape}): restore it "
-                        f"from the repository (git checkout -- scripts/selftest)")
-    return mixture.astype(np.float32), output, ckpt
+def tiny_checkpoint(golden_dir):
+    ckpt = Path(golden_dir) / "tiny.ckpt"
+    if not ckpt.is_file():
+        raise UserError(f"{ckpt}: no such golden file: {RESTORE}")
+    return ckpt
 
 
 def check_training(cfg, target):
@@ -88,28 +63,11 @@ def check_training(cfg, target):
     return ok, f"SI-SNR {-losses[0]:.2f} -> {-losses[-1]:.2f} dB in {TRAIN_STEPS} steps", "finite, rising"
 
 
-def compare(output, golden, target):
-    measured = snr_db(golden, output)
-    shown = "identical to golden" if measured == float("inf") else f"{measured:.1f} dB SNR vs golden"
-    return measured >= TOLERANCE_DB[target], shown, f">= {TOLERANCE_DB[target]:g} dB"
-
-
-def run_app(mindir, mixture, target, device_id, work):
-    """The Lite app on one input: its output [1, C, T]."""
-    (work / "input").mkdir()
-    mixture.tofile(work / "input" / "000000.bin")
-    device = "ascend" if target == "Ascend" else "cpu"
-    result = subprocess.run([str(APP), str(mindir), str(work / "input"), str(work / "result"), "--device", device,
-                             "--device_id", str(device_id)], capture_output=True, text=True)
-    if result.returncode:
-        raise UserError((result.stderr.strip() or result.stdout.strip()).splitlines()[-1])
-    return np.fromfile(work / "result" / "000000_0.bin", np.float32)
-
-
 def self_test(cfg, golden_dir):
     """Rows (check, PASS/FAIL/SKIP, measured, tolerance)."""
     target = setup_device(**cfg.group("device"))
-    mixture, golden, ckpt = read_golden(golden_dir)
+    mixture, golden = read_golden(golden_dir)
+    ckpt = tiny_checkpoint(golden_dir)
     rows = []
 
     def row(name, check):
@@ -143,28 +101,40 @@ def self_test(cfg, golden_dir):
         if not APP.is_file():
             rows.append(("lite_app", "SKIP", f"{APP.relative_to(HERE)} not built (bash ascend310_infer/build.sh)", ""))
         elif "path" in exported:
-            row("lite_app", lambda: compare(run_app(exported["path"], mixture, target, cfg.device_id, work)
+            device = "ascend" if target == "Ascend" else "cpu"
+            row("lite_app", lambda: compare(run_app(exported["path"], mixture, device, cfg.device_id, work / "app")
                                             .reshape(golden.shape), golden, target))
     return target, rows
 
 
 def make_golden(cfg, golden_dir):
-    """Write tiny.ckpt and golden.npz (CPU only): a fresh tiny model and its output on a fixed mixture."""
+    """Write tiny.ckpt, golden.npz and tiny_ascend.mindir (CPU only): a fresh tiny model, its output
+    on a fixed mixture, and the model exported in the ascend form for that mixture's length."""
     if setup_device(**cfg.group("device")) != "CPU":
         raise UserError("golden files are computed on CPU: add --device_target CPU")
     golden_dir = check_output_dir(golden_dir, "--golden_dir")
     ms.set_seed(1)
     net = build_network(cfg.group("model"))
     mixture = built_in_batch(cfg.sample_rate, batch=1)[0]
-    # the two belong together: a failure while writing either leaves both as they were
-    with made_folders(golden_dir), atomic_paths(golden_dir / "tiny.ckpt", golden_dir / "golden.npz") as (ckpt, npz):
+    # the three belong together: a failure while writing any leaves all as they were
+    with made_folders(golden_dir), atomic_paths(*(golden_dir / name for name in GOLDEN_FILES)) as (ckpt, npz, mindir):
         save_checkpoint(net, ckpt, {"model_args": model_args(cfg)})
         net, _ = network_from_checkpoint(ckpt, checkpoint_settings(cfg))  # the output of the file as written
         net.set_train(False)
         output = net(ms.Tensor(mixture)).asnumpy()
         with open(npz, "wb") as f:
             np.savez(f, mixture=mixture, output=output)
-    print(f"wrote {golden_dir / 'tiny.ckpt'} and {golden_dir / 'golden.npz'}")
+        export_ascend_form(ckpt, checkpoint_settings(cfg), mindir, mixture.shape[1])
+    print(f"wrote {', '.join(str(golden_dir / name) for name in GOLDEN_FILES)}")
+
+
+def export_ascend_form(ckpt, settings, path, length):
+    """The checkpoint at ckpt (with checkpoint_settings) in the ascend form, input [1, length], written
+    to path: what a 310 host runs in its self-test (lite_app.host_self_test), where nothing can export it."""
+    net, _ = network_from_checkpoint(ckpt, settings, target="Ascend")
+    with tempfile.TemporaryDirectory() as work:
+        exported, _ = export_network(net, str(Path(work) / "model"), "MINDIR", length, "ascend")
+        shutil.move(exported, path)
 
 
 def float16_lstm_cost(cfg):

@@ -19,4 +19,4 @@ mkdir -p out
 cd out
 cmake .. -DLITE_HOME="$LITE_HOME"
 make
-echo "built $(pwd)/dprnn_310; before running: export LD_LIBRARY_PATH=\$LITE_HOME/runtime/lib:\$LITE_HOME/runtime/third_party/dnnl:\$LITE_HOME/tools/converter/lib:\$LD_LIBRARY_PATH"
+echo "built $(pwd)/dprnn_310; check it on the card first: bash scripts/run_infer_310.sh --selftest (keep LITE_HOME set: the launchers put its libraries on the app's LD_LIBRARY_PATH alone)"

@@ -10,15 +10,15 @@
  * time of each file and the total.
  *
  * Which MindIR: with --device ascend, the ascend form (export.py --export_target ascend), whose LSTMs
- * are DynamicRNN nodes; with --device cpu, the cpu form (--export_target cpu). Lite's Ascend
- * converter maps no LSTM node from a MindIR, so the cpu form fails at Model::Build on Ascend, and
- * DynamicRNN has no CPU kernel. scripts/run_infer_310.sh checks the form before it runs this app.
+ * are DynamicRNN nodes, or the ONNX export converted for Ascend (scripts/convert_310.sh); with
+ * --device cpu, the cpu form (--export_target cpu). Lite's Ascend converter takes no LSTM node from a
+ * MindIR (no graph-engine op adapter has that name: mindir.ASCEND_CONVERTER), so the cpu form fails at
+ * Model::Build on Ascend, and DynamicRNN has no CPU kernel. scripts/run_infer_310.sh checks the form
+ * before it runs this app.
  *
- * Precision: DynamicRNN takes float16 only, so the ascend form's LSTMs run in float16 whatever
- * --precision says (as in the model zoo's 12.77 dB run; what float16 LSTMs cost in SI-SNRi is
- * measured on CPU by bench.py fp16, README). --precision (default preferred_fp32) sets the precision
- * of the other operators: preferred_fp32 keeps them float32 where the operator has it, enforce_fp16
- * runs them in float16 too. On CPU, enforce_fp16 turns on Lite's float16 kernels and every other
+ * Precision: --precision (default preferred_fp32) is Lite's Ascend precision mode (AscendDeviceInfo::
+ * SetPrecisionMode); the ascend form casts the LSTMs' inputs to float16 itself, as DynamicRNN is
+ * documented for float16 only. On CPU, enforce_fp16 turns on Lite's float16 kernels and every other
  * mode runs float32.
  */
 #include <dirent.h>
@@ -28,6 +28,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -169,6 +170,25 @@ bool WriteBinary(const std::string &path, const void *data, size_t size) {
   return std::rename(partial.c_str(), path.c_str()) == 0;
 }
 
+// postprocess.py reads float32 [1, C, L] for an input of L samples: anything else is refused here,
+// rather than written as a result file that would be scored as garbage. Empty when it is right.
+std::string CheckOutput(const ms::MSTensor &output, size_t input_samples) {
+  if (output.DataType() != ms::DataType::kNumberTypeFloat32) {
+    return "the model's output is not float32";
+  }
+  const std::vector<int64_t> shape = output.Shape();
+  if (shape.size() != 3 || shape[0] != 1 || shape[1] < 1 || shape[2] != static_cast<int64_t>(input_samples) ||
+      output.DataSize() != static_cast<size_t>(shape[1]) * input_samples * sizeof(float)) {
+    std::string shown;
+    for (int64_t dim : shape) {
+      shown += (shown.empty() ? "" : ", ") + std::to_string(dim);
+    }
+    return "the model's output is [" + shown + "] (" + std::to_string(output.DataSize()) + " bytes), not [1, C, " +
+           std::to_string(input_samples) + "] float32";
+  }
+  return "";
+}
+
 std::string Stem(const std::string &path) {
   std::string name = path.substr(path.find_last_of('/') + 1);
   return name.substr(0, name.rfind('.'));
@@ -242,6 +262,10 @@ int main(int argc, char **argv) {
     status = model.Predict(model_inputs, &outputs);
     if (status != ms::kSuccess || outputs.size() != 1) {
       return Fail(path + ": prediction failed (" + status.ToString() + ")");
+    }
+    const std::string problem = CheckOutput(outputs[0], input_bytes / sizeof(float));
+    if (!problem.empty()) {
+      return Fail(options.mindir_path + ": " + problem + ": export it again with export.py");
     }
     const std::string out_path = options.result_dir + "/" + Stem(path) + "_0.bin";
     std::shared_ptr<const void> output = outputs[0].Data();

@@ -4,7 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_SCRIPTS = {"train", "evaluate", "separate", "preprocess", "postprocess", "preprocess_310", "export", "bench",
-                 "selftest", "scripts/make_demo_data", "scripts/screenshot_report"}
+                 "selftest", "scripts/make_demo_data", "scripts/screenshot_report", "ascend310_infer/selftest_310"}
 
 
 def imported_modules(path):
