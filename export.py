@@ -10,7 +10,9 @@ audio goes through in pieces: preprocess_310.py).
 A MindIR is written in the form of the device that will run it (--export_target; default: this
 host's): the ascend form's LSTMs are DynamicRNN nodes in float16, which only Ascend runs; the cpu and
 gpu forms' are LSTM nodes, which Ascend cannot build. Every operator of the written file is checked
-against its target (mindir.py) before the file takes its name.
+against its target (mindir.py) before the file takes its name. An ONNX file (the cpu form, for
+onnxruntime) is also checked, as a note, for the second route to Ascend: MindSpore Lite's
+converter_lite (scripts/convert_310.sh; `--check_onnx FILE` checks one again).
 """
 
 from config import load_config
@@ -19,7 +21,8 @@ from checkpoint import checkpoint_settings, network_from_checkpoint
 from device import setup_device
 from errors import ArgumentParser, run_main
 from fileio import check_output_file
-from mindir import SUFFIX, TARGETS, check_export_target, check_form, check_operators, export_network
+from mindir import (SUFFIX, TARGETS, check_export_target, check_form, check_onnx_for_ascend, check_operators,
+                    export_network)
 
 
 def main(argv=None):
@@ -27,7 +30,12 @@ def main(argv=None):
     parser.add_argument("--file_name", default="dprnn", help="output path (the format's suffix is added)")
     parser.add_argument("--check_mindir", default="", help="only check that this MindIR is of the "
                         "--export_target form and that every operator of it runs there")
+    parser.add_argument("--check_onnx", default="", help="only check that every operator of this ONNX file "
+                        "converts for Ascend with MindSpore Lite's converter_lite (scripts/convert_310.sh)")
     cfg = load_config(argv, parser)
+    if cfg.check_onnx:
+        print(check_onnx_for_ascend(cfg.check_onnx))
+        return
     host = setup_device(**cfg.group("device"))
     export_target = host.lower() if cfg.export_target == "auto" else cfg.export_target
     if cfg.check_mindir:

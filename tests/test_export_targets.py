@@ -69,9 +69,9 @@ def test_the_cpu_form_is_refused_for_ascend_for_both_reasons(tmp_path):
                        "ascend")
     message = str(err.value)
     assert message == (f"{tmp_path / 'tiny.mindir'}: operator LSTM cannot run on Ascend: MindSpore documents it "
-                       f"for GPU, CPU only; MindSpore Lite's Ascend converter does not map it from a MindIR "
+                       f"for GPU, CPU only; MindSpore Lite's Ascend converter does not take it from a MindIR "
                        f"({mindir.ASCEND_CONVERTER['LSTM'][1]}); nothing was written")
-    assert "lstm_mapper.cc" in message and not list(tmp_path.iterdir())
+    assert "no op adapter" in message and "rnn_declare.cc" in message and not list(tmp_path.iterdir())
 
 
 class OneLSTM(nn.Cell):
@@ -105,6 +105,118 @@ def test_documented_platforms_are_read_from_the_installed_primitives():
     assert mindir.documented_platforms("SumExt") == ("Ascend", "GPU", "CPU")
     assert mindir.documented_platforms("Divs") is None
     assert mindir.ASCEND_CONVERTER["LSTM"][0] is False and mindir.ASCEND_CONVERTER["DynamicRNN"][0] is True
+
+
+def test_the_mindir_route_cites_mapper_for_org_mindir_only_for_what_it_maps():
+    """For a MindIR, Lite's ACL pass maps Transpose and MatMul (MapperForOrgMindIR's list); Cast, Concat,
+    Reshape, StridedSlice and BroadcastTo go to graph-engine op adapters by name, as every other operator."""
+    mapped = {name for name, (_, source) in mindir.ASCEND_CONVERTER.items() if "adapter/acl/mapper/" in source}
+    assert mapped == {"MatMul", "Transpose"}
+    for name in ("Cast", "Concat", "Reshape", "StridedSlice", "BroadcastTo", "DynamicRNN"):
+        assert mindir.ASCEND_CONVERTER[name][1].startswith("mindspore 2.x: mindspore/ccsrc/transform/graph_ir/op_declare/")
+
+
+def onnx_export(tmp_path, settings):
+    ms.set_seed(3)
+    path, summary = export_network(build_network(settings, "CPU"), str(tmp_path / "model"), "ONNX", 4000, "cpu")
+    return path, summary
+
+
+@pytest.mark.parametrize("model, norm", [("tiny", "gln"), ("tiny", "cgln"), ("tiny", "ln"), ("demo", "gln")])
+def test_every_onnx_operator_of_the_export_converts_for_ascend(tmp_path, model, norm):
+    """The ONNX route: every operator the project's ONNX exports hold (each norm) is in ONNX_ASCEND_CONVERTER
+    (an ONNX LSTM becomes CommonLSTM), and export.py says so."""
+    import onnx
+    path, summary = onnx_export(tmp_path, {**model_settings(model), "norm": norm})
+    ops_used = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "LSTM" in ops_used and ops_used <= set(mindir.ONNX_ASCEND_CONVERTER)
+    assert summary == (f"{path}: {len(ops_used)} ONNX operators ({len(onnx.load(str(path)).graph.node)} nodes) "
+                       f"checked for Ascend (scripts/convert_310.sh): all read by MindSpore Lite's ONNX parsers and "
+                       f"taken by its Ascend converter")
+    assert "CommonLSTM" in mindir.ONNX_ASCEND_CONVERTER["LSTM"]
+
+
+def test_an_onnx_operator_the_table_does_not_know_is_a_note_at_export_and_an_error_when_checked(
+        tmp_path, monkeypatch, tiny_checkpoint):
+    monkeypatch.delitem(mindir.ONNX_ASCEND_CONVERTER, "LSTM")
+    path, summary = onnx_export(tmp_path, model_settings("tiny"))
+    assert summary == (f"note: {path}: ONNX operator LSTM is not in mindir.ONNX_ASCEND_CONVERTER, the operators read "
+                       f"in MindSpore Lite's ONNX parsers and Ascend converter: it may not convert for Ascend")
+    with pytest.raises(UserError, match="ONNX operator LSTM is not in mindir.ONNX_ASCEND_CONVERTER"):
+        export_main(["--check_onnx", str(path)])
+    with pytest.raises(UserError, match=f"^{tmp_path / 'no.onnx'}: no such ONNX file"):
+        export_main(["--check_onnx", str(tmp_path / "no.onnx")])
+
+
+def test_a_model_converted_by_converter_lite_passes_the_ascend_check_as_converted():
+    from collections import Counter
+    assert mindir.converted_for_ascend(Counter({"Custom": 1}))
+    assert not mindir.converted_for_ascend(Counter({"Custom": 1, "LSTM": 4}))
+
+
+STAND_IN_CONVERTER = """#!/bin/bash
+echo "$@" > {calls}
+{body}
+"""
+
+
+def convert(tmp_path, body, *argv, converter=True):
+    """bash scripts/convert_310.sh argv... with a stand-in converter_lite: (result, its arguments or None)."""
+    calls = tmp_path / "calls.txt"
+    env = dict(os.environ, PYTHON=sys.executable)
+    env.pop("LITE_HOME", None)
+    if converter:
+        tool = tmp_path / "converter_lite"
+        tool.write_text(STAND_IN_CONVERTER.format(calls=calls, body=body))
+        tool.chmod(0o755)
+        env["CONVERTER_LITE"] = str(tool)
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "convert_310.sh"), *argv], capture_output=True,
+                            text=True, env=env)
+    return result, calls.read_text().split() if calls.exists() else None
+
+
+WRITES_A_MODEL = """for a in "$@"; do case $a in --outputFile=*) out=${a#--outputFile=};; --configFile=*) cp "${a#--configFile=}" %s;; esac; done
+printf 'converted' > "$out.mindir"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    return onnx_export(tmp_path_factory.mktemp("onnx"), model_settings("tiny"))[0]
+
+
+def test_convert_310_runs_converter_lite_for_ascend_and_writes_the_model_whole(tmp_path, tiny_onnx):
+    onnx_path = tiny_onnx
+    (tmp_path / "out").mkdir()
+    result, arguments = convert(tmp_path, WRITES_A_MODEL % (tmp_path / "config.txt"), str(onnx_path),
+                                str(tmp_path / "out" / "dprnn_ascend"), "enforce_fp16")
+    assert result.returncode == 0, result.stderr
+    assert f"checked for Ascend (scripts/convert_310.sh)" in result.stdout
+    assert result.stdout.splitlines()[-1].startswith(f"converted {onnx_path} for Ascend (enforce_fp16) to "
+                                                     f"{tmp_path / 'out' / 'dprnn_ascend.mindir'}")
+    assert arguments[0] == "--fmk=ONNX" and f"--modelFile={onnx_path}" in arguments
+    assert {"--saveType=MINDIR", "--optimize=ascend_oriented"} <= set(arguments)
+    assert (tmp_path / "config.txt").read_text() == "[ascend_context]\nprecision_mode=enforce_fp16\n"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dprnn_ascend.mindir"]
+    assert (tmp_path / "out" / "dprnn_ascend.mindir").read_text() == "converted"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("no converter", "error: MindSpore Lite's converter_lite is not installed: set LITE_HOME to the unpacked "
+                     "MindSpore Lite cloud-side inference package"),
+    ("no onnx", "error: {tmp}/missing.onnx: no such ONNX file (make one with python export.py"),
+    ("converter fails", "error: converter_lite could not convert {onnx}: ERROR [converter.cc:42] Convert failed: "
+                        "op CommonLSTM not supported"),
+])
+def test_what_convert_310_lacks_is_one_line_and_leaves_nothing(tmp_path, tiny_onnx, case, message):
+    onnx_path = tiny_onnx
+    (tmp_path / "out").mkdir()
+    source = tmp_path / "missing.onnx" if case == "no onnx" else onnx_path
+    result, _ = convert(tmp_path, 'echo "ERROR [converter.cc:42] Convert failed: op CommonLSTM not supported"; exit 1',
+                        str(source), str(tmp_path / "out" / "dprnn_ascend"), converter=case != "no converter")
+    assert result.returncode == 1
+    assert result.stderr.startswith(message.format(tmp=tmp_path, onnx=onnx_path)), result.stderr
+    assert result.stderr.count("\n") == 1 and list((tmp_path / "out").iterdir()) == []
 
 
 def test_an_operator_the_table_does_not_know_is_refused_for_ascend(monkeypatch):
