@@ -8,7 +8,7 @@ import numpy as np
 from mindspore import nn
 
 from device import eager_mode
-from evaluation import pad_piece, pieces, reassemble
+from evaluation import separate_utterances
 from loss import PermutationInvariantSISNR
 from metrics import match_sources, si_snr
 
@@ -61,29 +61,26 @@ class PieceValidation:
     """Validation at one input shape, for devices that compile kernels for every new shape (Ascend's
     static-shape DynamicRNN, GPU): each utterance is cut into consecutive pieces of piece_len samples
     (the last zero-padded), the network separates them one at a time as [1, piece_len] in one graph,
-    and the utterance is put back together (evaluation.reassemble: each piece's talkers matched to the
-    references on that piece) and scored whole, the padding excluded. The same figure as
-    evaluate.py --eval_protocol pieces --eval_segment <segment>.
+    and the utterance is put back together (each piece's talkers matched to the references on that
+    piece) and scored whole, the padding excluded: evaluation's "pieces" protocol, so the same figure
+    as evaluate.py --eval_protocol pieces --eval_segment <segment>.
     """
 
     one_graph = True  # mean_si_snr: a static shape, compiled once
 
-    def __init__(self, net, num_spks, piece_len):
+    def __init__(self, net, piece_len):
         self.net = net
-        self.num_spks = num_spks
         self.piece_len = piece_len
 
     def scores(self, mixture, sources, lens):
         """As ValidationNetwork.scores: mixture [B, T] (Tensor), sources [B, C, T], lens [B] -> SI-SNR [B]."""
         mixture = mixture.asnumpy()
-        result = []
-        for b, n in enumerate(lens):
-            cuts = pieces(int(n), self.piece_len)
-            outputs = [self.net(ms.Tensor(pad_piece(mixture[b], offset, valid, self.piece_len)[None]))
-                       .asnumpy()[0].astype(np.float64) for offset, valid in cuts]
-            references = sources[b, :, :n].astype(np.float64)
-            result.append(si_snr(reassemble(outputs, cuts, references), references).mean())
-        return np.array(result)
+
+        def separate(piece):
+            return self.net(ms.Tensor(piece[None])).asnumpy()[0].astype(np.float64)
+        utterances = ((b, mixture[b, :n], sources[b, :, :n].astype(np.float64)) for b, n in enumerate(lens))
+        return np.array([si_snr(estimates, references).mean() for _, _, references, estimates
+                         in separate_utterances(utterances, separate, "pieces", self.piece_len)])
 
 
 def mean_si_snr(scores, dataset):

@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import mindspore as ms
+import numpy as np
 from tqdm import tqdm
 
 from checkpoint import MODEL_ARGS, build_network, load_checkpoint, load_weights, model_args, save_checkpoint
 from data import check_num_spks, eval_dataset, mindrecord_file, read_index, train_dataset
 from device import setup_device
 from errors import UserError
+from evaluation import input_shapes
 from fileio import atomic_path, check_output_dir, write_text
 from model import count_parameters
 from network_define import PieceValidation, ValidationNetwork, mean_si_snr
@@ -227,9 +229,9 @@ def build_validation(cfg, net, target, valid_path):
         piece_len = cfg.samples("segment")
         print(f"{scored}, separated in {cfg.segment:g}-s pieces put back together: one input shape, "
               f"[1, {piece_len}]", flush=True)
-        return PieceValidation(net, cfg.num_spks, piece_len)
+        return PieceValidation(net, piece_len)
     one_graph = validation_in_one_graph(cfg.compiled_validation, target)
-    shapes = len({min(int(n), cfg.samples("cv_maxlen")) for n in read_index(valid_path)[0]})
+    shapes = input_shapes("whole", np.minimum(read_index(valid_path)[0], cfg.samples("cv_maxlen")))
     compiles = "" if target == "CPU" else f", each compiled on {target} (valid_protocol pieces: one)"
     print(f"{scored}, {'in one graph' if one_graph else 'eagerly'}: {shapes} input shapes{compiles}", flush=True)
     return ValidationNetwork(net, cfg.num_spks, one_graph)
