@@ -17,7 +17,7 @@ from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import UserError
 from evaluation import score_utterances, separate_utterances
-from fileio import atomic_paths, check_output_dir, made_folders
+from fileio import atomic_paths, check_output_dir, one_writer
 from layers import emulate_dynamic_rnn
 from lite_app import APP, ASCEND_MINDIR, GOLDEN_DIR, HERE, RESTORE, compare, read_golden, run_app
 from mindir import export_network
@@ -117,7 +117,8 @@ def make_golden(cfg, golden_dir):
     net = build_network(cfg.group("model"))
     mixture = built_in_batch(cfg.sample_rate, batch=1)[0]
     # the three belong together: a failure while writing any leaves all as they were
-    with made_folders(golden_dir), atomic_paths(*(golden_dir / name for name in GOLDEN_FILES)) as (ckpt, npz, mindir):
+    targets = [golden_dir / name for name in GOLDEN_FILES]
+    with one_writer(golden_dir, "--golden_dir"), atomic_paths(*targets) as (ckpt, npz, mindir):
         save_checkpoint(net, ckpt, {"model_args": model_args(cfg)})
         net, _ = network_from_checkpoint(ckpt, checkpoint_settings(cfg))  # the output of the file as written
         net.set_train(False)

@@ -35,6 +35,7 @@ from checkpoint import checkpoint_settings, network_from_checkpoint
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import ArgumentParser, run_main
+from fileio import one_writer
 from evaluation import (check_results_dir, evaluation_protocol, fixed_length_protocol, input_shapes, print_summary,
                         print_written, protocol_label, score_utterances, separate_utterances, summarize,
                         write_results)
@@ -52,8 +53,14 @@ def main(argv=None):
     cfg = load_config(argv, parser)
     check_results_dir(cfg.results_dir)
     comparison = Comparison(cfg.compare_with) if cfg.compare_with else None
-    if cfg.report_only:
-        return report_only(cfg.results_dir, comparison)
+    with one_writer(cfg.results_dir, "--results_dir"):
+        if cfg.report_only:
+            report_only(cfg.results_dir, comparison)
+        else:
+            evaluate(cfg, comparison)
+
+
+def evaluate(cfg, comparison):
     settings = {}
     if cfg.onnx:
         model, segment_len = load_onnx(cfg.onnx)

@@ -20,7 +20,7 @@ from config import load_config
 from checkpoint import checkpoint_settings, network_from_checkpoint
 from device import setup_device
 from errors import ArgumentParser, run_main
-from fileio import check_output_file
+from fileio import check_output_file, one_writer_of_file
 from mindir import (SUFFIX, TARGETS, check_export_target, check_form, check_onnx_for_ascend, check_operators,
                     export_network)
 
@@ -47,6 +47,11 @@ def main(argv=None):
     file_name = cfg.file_name[:-len(suffix)] if cfg.file_name.lower().endswith(suffix) else cfg.file_name
     check_output_file(file_name + suffix, "--file_name")
     check_export_target(cfg.file_format, export_target, host)
+    with one_writer_of_file(file_name + suffix, "--file_name"):
+        export(cfg, file_name, export_target)
+
+
+def export(cfg, file_name, export_target):
     net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit,
                                             TARGETS[export_target])
     cfg = cfg.updated(**settings)

@@ -17,7 +17,7 @@ import numpy as np
 
 from errors import UserError
 from evaluation import layout, pad_piece, scored_items
-from fileio import made_folders
+from fileio import made_folders, run_own
 
 
 OUTPUTS = ("input", "references", "manifest.json")  # the only entries of infer_dir it replaces
@@ -66,10 +66,9 @@ def write_inputs(utterances, infer_dir, protocol, piece_len, num_spks, sample_ra
     """
     infer_dir = Path(infer_dir)
     check_ours(infer_dir)
-    partial = infer_dir / ".preprocess_310.partial"  # one fixed name: a run removes what a killed one left
+    partial = run_own(infer_dir / "preprocess_310", "partial")
     try:
         with made_folders(infer_dir):
-            shutil.rmtree(partial, ignore_errors=True)
             for name in ("input", "references"):
                 (partial / name).mkdir(parents=True)
                 (partial / name / MARKER).write_text("replaced by preprocess_310.py when it is run again\n")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errors import UserError, reason_of
-from fileio import check_output_dir, made_folders
+from fileio import check_output_dir, made_folders, one_writer, process_alive
 
 import librosa
 import numpy as np
@@ -306,12 +306,12 @@ class OutputSet:
                 item.unlink()
                 continue
             pid = re.fullmatch(r"work-(\d+)", item.name)
-            if os.path.realpath(item) == live or (pid and _alive(int(pid[1]))):
+            if os.path.realpath(item) == live or (pid and process_alive(int(pid[1]))):
                 continue
             shutil.rmtree(item, ignore_errors=True)
         for legacy in self.out_dir.glob(".preprocess-*.partial"):  # earlier versions' work folders
             pid = re.fullmatch(r"\.preprocess-(\d+)\.partial", legacy.name)
-            if pid and not _alive(int(pid[1])):
+            if pid and not process_alive(int(pid[1])):
                 shutil.rmtree(legacy, ignore_errors=True)
         for link in self.out_dir.iterdir():
             if self.is_ours(link.name) and not link.exists():
@@ -343,17 +343,6 @@ class OutputSet:
         step("switched")
         self.clean_leftovers()
         return names
-
-
-def _alive(pid):
-    """Whether a process of this id runs (a killed run's work folder may be removed if not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        pass
-    return True
 
 
 def planned_names(split_of, cfg):
@@ -392,14 +381,15 @@ def preprocess(in_dir, out_dir, cfg, step=lambda name: None):
     """
     started = time.time()
     check_output_dir(out_dir, "--out_dir")
-    split_of = list_utterances(in_dir, cfg)
-    outputs = OutputSet(out_dir)
-    outputs.check_free(planned_names(split_of, cfg))
-    names = dict(zip(ROLES, (cfg.train_name, cfg.valid_name, cfg.test_name)))
-    writers = {}
-    with made_folders(outputs.home):
-        outputs.clean_leftovers()
-        written = _write_and_commit(split_of, outputs, names, writers, cfg, step)
+    with one_writer(out_dir, "--out_dir"):
+        split_of = list_utterances(in_dir, cfg)
+        outputs = OutputSet(out_dir)
+        outputs.check_free(planned_names(split_of, cfg))
+        names = dict(zip(ROLES, (cfg.train_name, cfg.valid_name, cfg.test_name)))
+        writers = {}
+        with made_folders(outputs.home):
+            outputs.clean_leftovers()
+            written = _write_and_commit(split_of, outputs, names, writers, cfg, step)
     summary = {role: {"utterances": len(w.kept), "hours": sum(w.lengths) / cfg.sample_rate / 3600,
                       "dropped": w.dropped, "resampled_rates": sorted(w.resampled_from)}
                for role, w in writers.items()}

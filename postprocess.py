@@ -12,6 +12,7 @@ from pathlib import Path
 from config import load_config
 
 from errors import ArgumentParser, run_main
+from fileio import one_writer
 from evaluation import check_results_dir, print_summary, print_written, score_utterances, summarize, write_results
 from report import Extremes
 from files_310 import read_manifest, result_utterances
@@ -23,6 +24,11 @@ def main(argv=None):
     parser.add_argument("--result_dir", default="", help="result bins (default: INFER_DIR/result_Files)")
     cfg = load_config(argv, parser)
     check_results_dir(cfg.results_dir)
+    with one_writer(cfg.results_dir, "--results_dir"):
+        score(cfg)
+
+
+def score(cfg):
     result_dir = cfg.result_dir or str(Path(cfg.infer_dir) / "result_Files")
     manifest = read_manifest(cfg.infer_dir)[0]
     extremes = Extremes(cfg.report_items)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from data import mindrecord_file, read_index, read_split
 from errors import ArgumentParser, run_main
 from evaluation import fixed_length_protocol
-from fileio import check_output_dir
+from fileio import check_output_dir, one_writer
 from files_310 import write_inputs
 
 
@@ -28,6 +28,11 @@ def main(argv=None):
     parser.add_argument("--infer_dir", default="infer_310", help="output folder")
     cfg = load_config(argv, parser)
     check_output_dir(cfg.infer_dir, "--infer_dir")
+    with one_writer(cfg.infer_dir, "--infer_dir"):
+        write_bins(cfg)
+
+
+def write_bins(cfg):
     test_file = mindrecord_file(cfg.data_dir, cfg.test_name)
     count = len(read_index(test_file)[0])
     utterances = tqdm(read_split(test_file, cfg.num_spks), total=count, desc="preprocess_310", unit="utt")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from checkpoint import checkpoint_settings, network_from_checkpoint
 from device import setup_device
 from errors import ArgumentParser, UserError, run_main
-from fileio import OutputError, atomic_path, check_output_dir
+from fileio import OutputError, atomic_path, check_output_dir, one_writer
 from report import LISTEN, check_replaceable, files_spectrograms, write_listening_page
 from separation import (FixedLengthSeparator, Separator, WindowedSeparation, find_inputs, load_mindir, load_onnx,
                         output_paths, output_stems, separate_file)
@@ -81,6 +81,12 @@ def main(argv=None):
     check_output_dir(cfg.out_dir, "--out_dir")
     check_replaceable(Path(cfg.out_dir) / LISTEN)
     check_length("--block_ms", cfg, cfg.block_ms, unit=1e-3, whole_frame=False)
+    with one_writer(cfg.out_dir, "--out_dir"):
+        separate_all(cfg, files, skipped)
+
+
+def separate_all(cfg, files, skipped):
+    """Separate `files` into cfg.out_dir and write its listening page; `skipped`: lines so far."""
     separation, cfg = make_separation(cfg)
     stems = output_stems(files, cfg.out_dir)
     if not cfg.overwrite:

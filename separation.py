@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from device import eager_mode
 from errors import UserError, reason_of
-from fileio import atomic_paths, cannot_write, made_folders
+from fileio import LOCK, atomic_paths, cannot_write, made_folders, run_own
 from mindir import check_form
 from model import BlockLoopNetwork
 
@@ -143,7 +143,7 @@ def audio_problem(path):
 
 
 # what separate_file and separate.py --plot name their outputs
-OUTPUT_NAME = re.compile(r".+_s\d+\.wav|.+_spectrograms\.png|listen\.html")
+OUTPUT_NAME = re.compile(rf".+_s\d+\.wav|.+_spectrograms\.png|listen\.html|{re.escape(LOCK)}")
 
 
 def find_inputs(paths, out_dir=None):
@@ -347,7 +347,7 @@ def separate_file(path, stem, windowed, num_spks, window_bar):
     if info.channels > 1:
         tqdm.write(f"note: {path} has {info.channels} channels: separating their average")
     finals = output_paths(stem, num_spks)
-    floats = [p.with_name(f".{p.name}.float.wav") for p in finals]
+    floats = [run_own(p, "float.wav") for p in finals]
     with made_folders(stem.parent):
         try:
             with ExitStack() as writing:

@@ -11,6 +11,7 @@ import re
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from data import check_num_spks, eval_dataset, mindrecord_file, read_index, trai
 from device import setup_device
 from errors import UserError
 from evaluation import input_shapes
-from fileio import atomic_path, check_output_dir, write_text
+from fileio import atomic_path, check_output_dir, one_writer, write_text
 from model import count_parameters
 from network_define import PieceValidation, ValidationNetwork, mean_si_snr
 from train_wrapper import build_train_step
@@ -272,26 +273,27 @@ class Epoch:
 
 
 def train(cfg):
-    """The whole run; returns the final TrainState."""
-    run = start_run(cfg)
-    while not run.finished():
-        epoch = run_epoch(run)
-        if not epoch.complete or validate_and_log(run, epoch):
-            break
+    """The whole run, holding output_dir (its chief does, for every rank); returns the final TrainState."""
+    check_output_dir(cfg.output_dir, "--output_dir")
+    target = setup_device(**cfg.group("device"), distributed=cfg.distribute)
+    rank, group_size = init_parallel(cfg)
+    with one_writer(cfg.output_dir, "--output_dir") if rank == 0 else nullcontext():
+        run = start_run(cfg, target, rank, group_size)
+        while not run.finished():
+            epoch = run_epoch(run)
+            if not epoch.complete or validate_and_log(run, epoch):
+                break
     print(f"rank {run.rank} final weights {weights_fingerprint(run.net)} after {run.state.total_steps} steps",
           flush=True)
     return run.state
 
 
-def start_run(cfg):
+def start_run(cfg, target, rank, group_size):
     """Check the inputs and the output folder, build the network and its training step, and resume
     from a checkpoint where asked; the chief writes config.yaml."""
-    check_output_dir(cfg.output_dir, "--output_dir")
     run_dir = RunDirectory(cfg.output_dir, cfg.keep_checkpoint_max, model_args(cfg))
     if not cfg.resume:
         run_dir.check_no_earlier_run()
-    target = setup_device(**cfg.group("device"), distributed=cfg.distribute)
-    rank, group_size = init_parallel(cfg)
     ms.set_seed(cfg.seed)
     train_path = mindrecord_file(cfg.data_dir, cfg.train_name)
     check_num_spks(train_path, cfg.num_spks)  # before anything is written: a bad file stops here

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import device  # noqa: E402,F401  (after the path above; first: it sets MindSpore's environment)
 from errors import UserError, reason_of, run_main  # noqa: E402
-from fileio import atomic_path, check_output_dir  # noqa: E402
+from fileio import atomic_path, check_output_dir, one_writer  # noqa: E402
 from mindir import check_form  # noqa: E402
 from separation import load_mindir  # noqa: E402
 
@@ -62,23 +62,23 @@ def infer_folder(mindir, input_dir, result_dir):
     if not inputs:
         raise UserError(f"{input_dir}: no .bin inputs here (make them with preprocess_310.py)")
     result_dir = check_output_dir(result_dir, "RESULT_DIR")
-    check_form(mindir, "cpu")  # here for the Lite runner too, which does not go through load_mindir
-    run, runtime = load_runner(mindir)
-    print(f"running {mindir} with {runtime} on CPU")
-    result_dir.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    for path in inputs:
-        data = np.fromfile(path, np.float32)
-        file_started = time.perf_counter()
-        try:
-            output = run(data.reshape(1, -1))
-        except RuntimeError:
-            raise UserError(f"{path}: the model does not take [1, {data.size}] inputs: preprocess with "
-                            f"the --export_length the MindIR was exported with") from None
-        with atomic_path(result_dir / f"{path.stem}_0.bin") as tmp:
-            output.astype(np.float32).tofile(tmp)
-        print(f"{path.name}: {(time.perf_counter() - file_started) * 1000:.1f} ms")
-    print(f"The total run time is: {(time.perf_counter() - started) * 1000:.3f} ms")
+    with one_writer(result_dir, "RESULT_DIR"):
+        check_form(mindir, "cpu")  # here for the Lite runner too, which does not go through load_mindir
+        run, runtime = load_runner(mindir)
+        print(f"running {mindir} with {runtime} on CPU")
+        started = time.perf_counter()
+        for path in inputs:
+            data = np.fromfile(path, np.float32)
+            file_started = time.perf_counter()
+            try:
+                output = run(data.reshape(1, -1))
+            except RuntimeError:
+                raise UserError(f"{path}: the model does not take [1, {data.size}] inputs: preprocess with "
+                                f"the --export_length the MindIR was exported with") from None
+            with atomic_path(result_dir / f"{path.stem}_0.bin") as tmp:
+                output.astype(np.float32).tofile(tmp)
+            print(f"{path.name}: {(time.perf_counter() - file_started) * 1000:.1f} ms")
+        print(f"The total run time is: {(time.perf_counter() - started) * 1000:.3f} ms")
     return len(inputs)
 
 

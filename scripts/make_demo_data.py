@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from demo_data import make_librimix  # noqa: E402  (after the path above)
 from errors import ArgumentParser, UserError, run_main  # noqa: E402
-from fileio import check_output_dir, made_folders  # noqa: E402
+from fileio import check_output_dir, one_writer  # noqa: E402
 
 
 def main(argv=None):
@@ -32,7 +32,7 @@ def main(argv=None):
     if args.num_spks < 1 or args.sample_rate < 1000:
         raise UserError("--num_spks must be at least 1 and --sample_rate at least 1000")
     check_output_dir(args.out_dir, "--out_dir")
-    with made_folders(args.out_dir):
+    with one_writer(args.out_dir, "--out_dir"):
         root = make_librimix(args.out_dir, args.num_spks, (args.n_train, args.n_dev, args.n_test),
                              args.seed, args.sample_rate)
     print(f"demo LibriMix set written to {root}")

@@ -6,19 +6,22 @@
 #   -> separate.py on one test mixture (with --plot)
 #   evaluate.py and separate.py write listening reports (report.html, listen.html) to open in a browser
 #
-#   bash scripts/run_demo.sh            # about 6 minutes on 2 cores; outputs in outputs/demo/
+#   bash scripts/run_demo.sh            # about 12 minutes on 2 cores; outputs in outputs/demo/
 #   bash scripts/run_demo.sh --quick    # a minute or two on a tiny set (CI); outputs in outputs/demo_quick/
+#   DEMO_DIR=elsewhere bash scripts/run_demo.sh [--quick]   # outputs in elsewhere/
+# One demo at a time writes into its folder: a second one started meanwhile stops in one line.
 set -euo pipefail
+[ -z "${DEMO_DIR:-}" ] || DEMO_DIR=$(realpath -m "$DEMO_DIR")
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
 case "$*" in
     --quick)
-        OUT=outputs/demo_quick
+        OUT=${DEMO_DIR:-outputs/demo_quick}
         MAKE_DATA=(--n_train 16 --n_dev 4 --n_test 4)
         TRAIN=(--epochs 1) ;;
     "")
-        OUT=outputs/demo
+        OUT=${DEMO_DIR:-outputs/demo}
         MAKE_DATA=()
         TRAIN=() ;;
     *)
@@ -26,7 +29,7 @@ case "$*" in
         exit 2 ;;
 esac
 CONFIG=scripts/demo_config.yaml
-mkdir -p "$OUT"
+hold "$OUT" ""
 started=$(date +%s)
 step() { echo; echo "=== $1 ($(( $(date +%s) - started )) s so far)"; }
 

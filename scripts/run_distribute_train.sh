@@ -37,7 +37,7 @@ OUT=$(config_value output_dir --data_dir "$DATA_DIR" "$@")
 LOG_DIR=${LOG_DIR:-${OUT:-.}/train_parallel}
 
 if [ "$FORM" = rank_table ] && [ "$DISTRIBUTE" != "true" ]; then
-    run_logged "$OUT" train.log "$PYTHON" train.py --data_dir "$DATA_DIR" "$@"
+    run_logged "$OUT" train.log --output_dir "$PYTHON" train.py --data_dir "$DATA_DIR" "$@"
     exit
 fi
 mkdir -p "$LOG_DIR"
@@ -55,7 +55,7 @@ if [ "$FORM" = rank_table ] && [ "$RANK_TABLE" != "none" ]; then
         for pid in "${pids[@]}"; do wait "$pid" || status=1; done
         return $status
     }
-    run_logged "$OUT" train.log launch_ranks "$@"
+    run_logged "$OUT" train.log --output_dir launch_ranks "$@"
     exit
 fi
 if [ "$FORM" = rank_table ]; then
@@ -66,7 +66,7 @@ fi
 BIN=$(cd "$(dirname "$(command -v "$PYTHON")")" && pwd)
 MSRUN=$BIN/msrun
 [ -x "$MSRUN" ] || MSRUN=msrun
-PATH=$BIN:$PATH run_logged "$OUT" train.log "$MSRUN" --worker_num="$WORKER_NUM" \
+PATH=$BIN:$PATH run_logged "$OUT" train.log --output_dir "$MSRUN" --worker_num="$WORKER_NUM" \
     --local_worker_num="$LOCAL_WORKER_NUM" --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" \
     --node_rank="$NODE_RANK" --log_dir="$LOG_DIR" --join=True \
     train.py --data_dir "$DATA_DIR" --distribute true "$@"

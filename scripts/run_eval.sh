@@ -19,4 +19,4 @@ DATA_DIR=outputs/demo/data
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then CKPT=$1; shift; fi
 if [ $# -gt 0 ] && [[ "$1" != --* ]]; then DATA_DIR=$1; shift; fi
 ARGS=(--ckpt_path "$CKPT" --data_dir "$DATA_DIR" --cal_sdr "${DEVICE[@]}" "$@")
-run_logged "$(config_value results_dir "${ARGS[@]}")" eval.log "$PYTHON" evaluate.py "${ARGS[@]}"
+run_logged "$(config_value results_dir "${ARGS[@]}")" eval.log --results_dir "$PYTHON" evaluate.py "${ARGS[@]}"

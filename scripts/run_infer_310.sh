@@ -67,4 +67,4 @@ infer() {
     echo "inference ($BACKEND): $(tail -n 1 "$INFER_DIR/infer.log")"
     "$PYTHON" postprocess.py --config_path "$CONFIG" --infer_dir "$INFER_DIR" --results_dir "$INFER_DIR/results" --cal_sdr
 }
-run_logged "$INFER_DIR" infer.log infer
+run_logged "$INFER_DIR" infer.log INFER_DIR infer

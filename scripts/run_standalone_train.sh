@@ -26,4 +26,4 @@ else
     ARGS=(--config_path scripts/demo_config.yaml --resume auto "${ARGS[@]}")  # continues an earlier demo run
 fi
 ARGS+=("$@")
-run_logged "$(config_value output_dir "${ARGS[@]}")" train.log "$PYTHON" train.py "${ARGS[@]}"
+run_logged "$(config_value output_dir "${ARGS[@]}")" train.log --output_dir "$PYTHON" train.py "${ARGS[@]}"

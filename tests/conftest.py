@@ -62,7 +62,8 @@ def prepared(librimix, tmp_path_factory):
 # pytest-xdist hands each process a whole test file (--dist loadscope) in collection order, so a long
 # file collected last runs alone at the end while the other core idles: the longest files go first
 # (longest-first is near-optimal for two cores). Measured with --durations=0, longest first.
-LONGEST_FILES = ("test_train.py", "test_streaming.py", "test_evaluate.py", "test_model.py", "test_export_targets.py",
+LONGEST_FILES = ("test_train.py", "test_demo.py", "test_streaming.py", "test_one_writer.py", "test_evaluate.py",
+                 "test_model.py", "test_export_targets.py",
                  "test_train_step.py")
 
 

@@ -1,5 +1,6 @@
 """What the tests share: the tiny model they train, export and separate with (seconds on two CPU
 cores), and the scripts' main functions run as a user runs the scripts."""
+import csv
 import errno
 import os
 import runpy
@@ -104,3 +105,36 @@ def unreadable(path):
         yield
     finally:
         path.chmod(mode)
+
+
+def tree(*folders):
+    """{path: what it is} for everything below the folders: a link's target; a file's inode, size,
+    and times of last change. Any write, even of the same bytes, any replacement and any chmod
+    changes the file's ctime, which no unprivileged program can set back; so this sees every change
+    a content hash sees, and more, without reading the MindRecord shards (48 MB each, sparse)."""
+    found = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob("*")):
+            if path.is_symlink():
+                found[str(path)] = "-> " + str(path.readlink())
+            elif path.is_file():
+                status = path.stat()
+                found[str(path)] = (status.st_ino, status.st_size, status.st_mode, status.st_mtime_ns,
+                                    status.st_ctime_ns)
+            else:
+                found[str(path)] = "folder"
+    return found
+
+
+def mean_column(csv_path, column):
+    """The mean of a column of a results table, read here rather than by the project's code."""
+    with open(csv_path, newline="") as f:
+        values = [float(row[column]) for row in csv.DictReader(f)]
+    return sum(values) / len(values)
+
+
+def leftovers(folder):
+    """Hidden locks and temporaries (fileio.one_writer's, fileio.run_own's) anywhere below `folder`:
+    a run that ended, well or badly, leaves none that are its own."""
+    return [p for p in Path(folder).rglob(".*") if p.name.endswith((".lock", ".partial", ".old"))
+            or ".partial." in p.name]

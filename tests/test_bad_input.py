@@ -6,6 +6,7 @@ locations, not in the inputs, not in the working folder (where MindSpore drops c
 """
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from mindspore.mindrecord import FileWriter
 from checkpoint import build_network
 from config import load_config
 from errors import run_main
-from helpers import TINY_TRAINING, script_main, write_310_inputs
+from helpers import TINY_TRAINING, script_main, tree, write_310_inputs
 from librimix import SCHEMA
 
 pytestmark = pytest.mark.fast  # bash scripts/run_tests.sh --fast
@@ -190,25 +191,6 @@ TAKES_THE_CONFIG = ("preprocess.py", "train.py", "evaluate.py", "export.py", "se
                     "preprocess_310.py", "postprocess.py", "bench.py")
 
 
-def tree(*folders):
-    """{path: what it is} for everything below the folders: a link's target; a file's inode, size,
-    and times of last change. Any write, even of the same bytes, any replacement and any chmod
-    changes the file's ctime, which no unprivileged program can set back; so this sees every change
-    a content hash sees, and more, without reading the MindRecord shards (48 MB each, sparse)."""
-    found = {}
-    for folder in folders:
-        for path in sorted(Path(folder).rglob("*")):
-            if path.is_symlink():
-                found[str(path)] = "-> " + str(path.readlink())
-            elif path.is_file():
-                status = path.stat()
-                found[str(path)] = (status.st_ino, status.st_size, status.st_mode, status.st_mtime_ns,
-                                    status.st_ctime_ns)
-            else:
-                found[str(path)] = "folder"
-    return found
-
-
 def test_tree_sees_the_same_bytes_written_again_and_a_chmod(tmp_path):
     (tmp_path / "shard").write_bytes(b"records")
     before = tree(tmp_path)
@@ -291,7 +273,7 @@ def test_a_full_disk_replaces_nothing(base, tmp_path, monkeypatch, script, argv,
     real_fsync = fileio._fsync
 
     def fsync(path):  # the hidden file written for the target whose name ends with full_at
-        if Path(path).name.split(".partial")[0].endswith(full_at):
+        if Path(path).name.split(f".{os.getpid()}.partial")[0].endswith(full_at):
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(path)
     monkeypatch.setattr(fileio, "_fsync", fsync)

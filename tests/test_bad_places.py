@@ -18,12 +18,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 import soundfile as sf
-from test_bad_input import tree
 
 from checkpoint import build_network
 from config import load_config
 from errors import run_main
-from helpers import TINY_TRAINING, full_disk, read_only, script_main, unreadable, write_310_inputs
+from helpers import TINY_TRAINING, full_disk, read_only, script_main, tree, unreadable, write_310_inputs
 from mindir import export_network
 
 ROOT = Path(__file__).resolve().parents[1]

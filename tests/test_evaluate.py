@@ -264,7 +264,7 @@ def infer_310(checkpoint, tmp_path_factory):
     write_310_inputs(cfg, infer_dir)
     # run again over a user's file and a killed run's leftover: the file stays, the leftover goes
     (infer_dir / "my_notes.txt").write_text("mine")
-    (infer_dir / ".preprocess_310.partial" / "input").mkdir(parents=True)
+    (infer_dir / ".preprocess_310.999999999.partial" / "input").mkdir(parents=True)
     manifest = write_310_inputs(cfg, infer_dir)
     assert sorted(p.name for p in infer_dir.iterdir()) == ["input", "manifest.json", "my_notes.txt", "references"]
     net = build_network(cfg.group("model"))

@@ -3,6 +3,7 @@ import csv
 import json
 import os
 import resource
+import shlex
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from config import UserError, load_config
 from data import eval_dataset, mindrecord_file, read_index, read_split, train_dataset
 from device import eager_mode
 from evaluation import score_utterances, separate_utterances
+from fileio import LOCK
 from helpers import TINY_TRAINING, free_port, run_in_process
 from network_define import DPRNNWithLoss, ValidationNetwork, mean_si_snr
 from train_wrapper import TrainOneStep
@@ -279,12 +281,24 @@ def test_two_data_parallel_workers_equal_one_process_on_both_shards(tiny_data, t
     options = ["--output_dir", str(tmp_path / "out"), "--device_target", "CPU", "--max_steps", str(steps), *TINY]
     script = str(ROOT / "scripts" / "run_distribute_train.sh")
     env = dict(os.environ, PYTHON=sys.executable, LOG_DIR=str(tmp_path / "logs"), MASTER_PORT=str(free_port()))
-    result = subprocess.run(["bash", script, "2", "true", "none", str(data_dir), *options], env=env,
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:]
+    command = ["bash", script, "2", "true", "none", str(data_dir), *options]
+    job = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lock = tmp_path / "out" / LOCK
+    while not (lock.is_file() and lock.read_text().startswith(f"{job.pid}\n")):  # the launcher holds the folder
+        assert job.poll() is None, job.stdout.read()[-3000:]
+        time.sleep(0.05)
+    # the same job again meanwhile (another msrun port): one line, and not one line of it in the log
+    again = subprocess.run(command, env=dict(env, MASTER_PORT=str(free_port())), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 1 and "Traceback" not in again.stderr
+    assert again.stderr.endswith(f"another run is writing into it (pid {job.pid}: {shlex.join(command)}); wait for "
+                                 f"it to end (then --resume auto continues it), or choose another --output_dir\n")
+    assert job.wait(timeout=600) == 0, job.stdout.read()[-3000:]
     fingerprints = final_fingerprints(tmp_path / "logs")
     assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1]
-    assert "--worker_num=2" in (tmp_path / "out" / "train.log").read_text()  # the launcher's own log
+    log = (tmp_path / "out" / "train.log").read_text()
+    assert "--worker_num=2" in log and log.count("\n=== ") + log.startswith("=== ") == 1  # the launcher's own log
+    assert not lock.exists()
 
     # node 1 as if on another machine: msrun starts a scheduler wherever the master address is one
     # of the host's own, so on one host both nodes would start one and the second could not bind
