@@ -154,7 +154,8 @@ def main(argv=None):
     parser.add_argument("--onnx", default="", help="an exported ONNX model to time in onnxruntime (infer)")
     parser.add_argument("--unrolled", action="store_true", help="the blocks unrolled, not Separator's loop (infer)")
     parser.add_argument("--block_ms", type=float, nargs="+", default=[10, 20, 50], help="block sizes (stream)")
-    cfg = load_config(argv, parser, verbose=False)
+    cfg = load_config(argv, parser, verbose=False, offers=("data", "model", "train", "device", "ckpt_path",
+                                                           "export_length"))
     check_length("--seconds", cfg, cfg.seconds)
     check_length("--block_ms", cfg, *cfg.block_ms, unit=1e-3, whole_frame=False)
     if cfg.what == "train":

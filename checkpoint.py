@@ -8,7 +8,7 @@ import mindspore as ms
 
 from errors import UserError, reason_of
 from mindir import SUFFIX
-from model import DPRNN, NORM_ALIASES
+from model import DPRNN
 
 
 def build_network(model, target=None):
@@ -36,6 +36,13 @@ def model_args(cfg):
     return json.dumps(checkpoint_settings(cfg))
 
 
+def trained_network(cfg, target=None):
+    """(the network of cfg.ckpt_path with its weights, cfg with the checkpoint's own model settings):
+    where every script that runs a trained model starts."""
+    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit, target)
+    return net, cfg.updated(**settings)
+
+
 def network_from_checkpoint(path, settings, explicit=frozenset(), target=None):
     """(network holding the weights of the checkpoint at path, the settings it was built with).
 
@@ -46,10 +53,9 @@ def network_from_checkpoint(path, settings, explicit=frozenset(), target=None):
     """
     entries = load_checkpoint(path)
     if MODEL_ARGS in entries:
-        # keys no longer in the config (out_channels) are dropped
-        saved = {key: value for key, value in json.loads(entries[MODEL_ARGS]).items() if key in settings}
-        if "norm" in saved:  # the older name of a norm (cln): the same network
-            saved["norm"] = NORM_ALIASES.get(saved["norm"], saved["norm"])
+        saved = json.loads(entries[MODEL_ARGS])
+        if unknown := sorted(set(saved) - set(settings)):
+            raise UserError(f"{path}: its model_args hold settings this version has not: {', '.join(unknown)}")
         for key, value in saved.items():
             if key in explicit and settings[key] != value:
                 raise UserError(f"{path} was trained with {key} {value}, not {settings[key]}: "

@@ -3,20 +3,22 @@
 Every script calls `load_config()`: the defaults, then `--config_path other.yaml` (only the keys it
 changes), then `--key value` on the command line, each typed and checked against the default.
 """
+import argparse
 import inspect
 import math
+import re
 from pathlib import Path
 
 import yaml
 
 import device  # first: it sets MindSpore's environment before model.py loads MindSpore
 from errors import ArgumentParser, UserError
-from model import INITS, NORM_ALIASES, NORMS, RNNS, check_model_args
+from model import INITS, NORMS, RNNS, check_model_args
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_config.yaml"
 CHOICES = {
     "rnn_type": tuple(RNNS),
-    "norm": tuple(NORMS) + tuple(NORM_ALIASES),
+    "norm": tuple(NORMS),
     "init": INITS,
     "device_target": ("auto",) + device.DEVICES,
     "mode": ("graph", "pynative"),
@@ -41,9 +43,6 @@ def _between(low, high):
 _POSITIVE = (lambda v: v > 0, "> 0")
 # every length setting is in seconds; Config.samples converts
 SECONDS = ("segment", "cv_maxlen", "eval_segment", "window", "export_length")
-# settings of earlier versions that no longer exist, and what to do instead
-RETIRED = {"out_channels": "the masks always have in_channels channels (they multiply the encoder "
-                           "output): remove it"}
 # a config file's key naming the config file (relative to it) whose settings it changes
 EXTENDS = "extends"
 _NAME = (lambda v: v.strip() != "" and "/" not in v, "a non-empty file name")
@@ -200,7 +199,7 @@ def _convert(key, value, default):
     if key in CHOICES and value not in CHOICES[key]:
         raise UserError(f"{key} must be one of {', '.join(CHOICES[key])}, got {value!r}")
     _check_value(key, value)
-    return NORM_ALIASES.get(value, value) if key == "norm" else value
+    return value
 
 
 def _overlay(groups, path):
@@ -214,8 +213,6 @@ def _overlay(groups, path):
         if name not in groups:
             raise UserError(f"{path}: unknown group {name!r} (groups: {', '.join(groups)})")
         for key, value in settings.items():
-            if key in RETIRED:
-                raise UserError(f"{path}: {name}.{key} is no longer a setting: {RETIRED[key]}")
             if key not in groups[name]:
                 raise UserError(f"{path}: unknown key {name}.{key}")
             groups[name][key] = _convert(key, value, groups[name][key])
@@ -223,25 +220,63 @@ def _overlay(groups, path):
     return keys
 
 
-def load_config(argv=None, parser=None, verbose=True):
+def _comments(path):
+    """{key: its comment, continuation lines joined} in a YAML file written as default_config.yaml is."""
+    found, key = {}, None
+    for line in Path(path).read_text().splitlines():
+        if match := re.fullmatch(r"  (\w+): [^#]*?(?:#\s*(.*))?", line):
+            key = match[1]
+            if match[2]:
+                found[key] = match[2]
+        elif key in found and (match := re.fullmatch(r"\s+#\s*(.*)", line)):
+            found[key] += " " + match[1]
+        else:
+            key = None
+    return found
+
+
+def offered_keys(groups, offers):
+    """The settings named by `offers` (group names, or keys of groups), in the YAML's order; all of
+    them when offers is None."""
+    if offers is None:
+        return [key for settings in groups.values() for key in settings]
+    unknown = [name for name in offers if name not in groups and all(name not in g for g in groups.values())]
+    if unknown:
+        raise ValueError(f"no such config group or key: {', '.join(unknown)}")
+    return [key for name, settings in groups.items() for key in settings if name in offers or key in offers]
+
+
+def load_config(argv=None, parser=None, verbose=True, offers=None):
     """Resolve the configuration of one run.
 
     parser: the script's own argparse parser for arguments that are not hyper-parameters
     (input files, checkpoint paths); those come back as attributes of the Config too.
+    offers: the settings the script reads (group names, or keys), shown in --help with their meaning;
+    None: every setting. Any setting may still be given, as a config file (--config_path) may hold any
+    key: one config serves every script, as the model zoo's does.
     """
     parser = parser or ArgumentParser()
     parser.allow_abbrev = False
     parser.add_argument("--config_path", default=str(DEFAULT_CONFIG),
-                        help="YAML file whose settings replace the defaults")
+                        help="YAML file whose settings replace the defaults (any key of default_config.yaml)")
     groups = _read_yaml(DEFAULT_CONFIG)
-    owner = {}
-    for name, settings in groups.items():
-        for key, default in settings.items():
-            owner[key] = name
-            # a bare boolean flag (`--skip_bad`) means true
-            flag = dict(nargs="?", const="true") if isinstance(default, bool) else {}
-            parser.add_argument(f"--{key}", default=None, metavar=type(default).__name__.upper(),
-                                help=f"{name}: default {default}", **flag)
+    owner = {key: name for name, settings in groups.items() for key in settings}
+    meaning = _comments(DEFAULT_CONFIG)
+    sections = {}
+    offered = offered_keys(groups, offers)
+    for key in offered + [key for key in owner if key not in offered]:
+        name, default = owner[key], groups[owner[key]][key]
+        # a bare boolean flag (`--skip_bad`) means true
+        flag = dict(nargs="?", const="true") if isinstance(default, bool) else {}
+        if key not in offered:  # taken, as from a shared config file, but not shown: this script does not read it
+            parser.add_argument(f"--{key}", default=None, help=argparse.SUPPRESS, **flag)
+            continue
+        if name not in sections:
+            sections[name] = parser.add_argument_group(f"{name} settings (default_config.yaml)")
+        metavar = "{" + ",".join(CHOICES[key]) + "}" if key in CHOICES else type(default).__name__.upper()
+        sections[name].add_argument(f"--{key}", default=None, metavar=metavar,
+                                    help=f"{meaning.get(key, key)} (default: {default})".replace("%", "%%"),
+                                    **flag)
     args = parser.parse_args(argv)
     explicit = set()
     if args.config_path != str(DEFAULT_CONFIG):

@@ -14,11 +14,21 @@ import mindspore.dataset as ds
 import numpy as np
 
 from errors import UserError
-from evaluation import segment_starts
 
 RECORD_COLUMNS = ["mixture", "sources", "length", "mixture_ID"]
 COLUMNS = ["mixture", "lens", "sources"]
 PCM_SCALE = 1 / 32768
+
+
+def segment_starts(length, segment_len, hop):
+    """Starts of the segment_len-long segments of an utterance of `length` samples, every `hop`
+    samples, plus the last segment_len samples whenever length is not a multiple of segment_len
+    (even if a hop already ends there, as the model zoo's generator does); none if it is shorter.
+    The zoo scores segments a whole segment apart and trains on segments half a segment apart."""
+    starts = list(range(0, length - segment_len + 1, hop))
+    if starts and length % segment_len:
+        starts.append(length - segment_len)
+    return starts
 
 
 def mindrecord_file(data_dir, name):
@@ -66,7 +76,7 @@ def check_num_spks(path, num_spks):
 def plan_epoch(lengths, segment_len, mode, seed, epoch, num_shards=1, shard_id=0):
     """This shard's (record index, start) pairs for one epoch, in training order.
 
-    mode "fixed": every segment of every utterance, half a segment apart (evaluation.segment_starts);
+    mode "fixed": every segment of every utterance, half a segment apart (segment_starts);
     "random": one crop per utterance, drawn from a generator seeded by (seed, epoch, record). The
     segments are shuffled by (seed, epoch), then dealt to shards; the list is padded by wrapping
     around so every shard gets the same number (so data-parallel ranks take the same number of steps).

@@ -12,7 +12,8 @@ from pathlib import Path
 import mindspore as ms
 import numpy as np
 
-from checkpoint import build_network, checkpoint_settings, model_args, network_from_checkpoint, save_checkpoint
+from checkpoint import (build_network, checkpoint_settings, model_args, network_from_checkpoint, save_checkpoint,
+                        trained_network)
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import UserError
@@ -25,8 +26,7 @@ from separation import FixedLengthSeparator, load_mindir
 from train_wrapper import build_train_step
 
 # the shipped model: small enough to compile in seconds on any device
-TINY = ["--in_channels", "16", "--hidden_channels", "16", "--bn_channels", "16", "--num_layers", "1",
-        "--K", "20", "--kernel_size", "16"]
+TINY = {"in_channels": 16, "hidden_channels": 16, "bn_channels": 16, "num_layers": 1, "K": 20, "kernel_size": 16}
 TRAIN_STEPS = 8
 GOLDEN_FILES = ("tiny.ckpt", "golden.npz", ASCEND_MINDIR)
 
@@ -147,14 +147,14 @@ def float16_lstm_cost(cfg):
     result = {"what": "fp16", "ckpt_path": cfg.ckpt_path, "utterances": len(read_index(test_file)[0])}
     estimates = {}
     for form, target in (("float32", "CPU"), ("float16", "Ascend")):
-        net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit, target)
+        net, trained = trained_network(cfg, target)
         net.set_train(False)
         emulate_dynamic_rnn(net)
-        length = cfg.updated(**settings).samples("export_length")
+        length = trained.samples("export_length")
         separate = FixedLengthSeparator(lambda mixture: net(ms.Tensor(mixture)).asnumpy(), length)
-        items = list(separate_utterances(read_split(test_file, settings["num_spks"]), separate, "pieces", length))
+        items = list(separate_utterances(read_split(test_file, trained.num_spks), separate, "pieces", length))
         estimates[form] = np.concatenate([item[3].ravel() for item in items]).astype(np.float64)
-        rows = score_utterances(items, False, 1, settings["sample_rate"])
+        rows = score_utterances(items, False, 1, trained.sample_rate)
         result[f"si_snri_{form}"] = round(float(np.mean([r["SI-SNRi"] for r in rows])), 6)
     result["difference_db"] = round(result["si_snri_float16"] - result["si_snri_float32"], 6)
     error = estimates["float16"] - estimates["float32"]

@@ -31,7 +31,7 @@ from config import load_config
 
 from tqdm import tqdm
 
-from checkpoint import checkpoint_settings, network_from_checkpoint
+from checkpoint import checkpoint_settings, trained_network
 from data import mindrecord_file, read_index, read_split
 from device import setup_device
 from errors import ArgumentParser, run_main
@@ -39,7 +39,8 @@ from fileio import one_writer
 from evaluation import (check_results_dir, evaluation_protocol, fixed_length_protocol, input_shapes, print_summary,
                         print_written, protocol_label, score_utterances, separate_utterances, summarize,
                         write_results)
-from report import Comparison, Extremes, write_evaluation_report
+from report import Extremes, write_evaluation_report
+from results import Comparison
 from separation import FixedLengthSeparator, Separator, load_onnx
 
 
@@ -50,7 +51,10 @@ def main(argv=None):
                         help="only make results_dir/report.html again, from the results it holds")
     parser.add_argument("--compare_with", default="", metavar="RESULTS_DIR",
                         help="another evaluation's results_dir: its scores beside these in the report")
-    cfg = load_config(argv, parser)
+    # model settings come with the checkpoint; num_spks and sample_rate are an ONNX model's
+    cfg = load_config(argv, parser, offers=("data_dir", "test_name", "num_workers", "sample_rate", "num_spks",
+                                            "ckpt_path", "cal_sdr", "eval_protocol", "eval_segment", "results_dir",
+                                            "report_items", "device"))
     check_results_dir(cfg.results_dir)
     comparison = Comparison(cfg.compare_with) if cfg.compare_with else None
     with one_writer(cfg.results_dir, "--results_dir"):
@@ -69,8 +73,8 @@ def evaluate(cfg, comparison):
         target = "onnxruntime"
     else:
         target = setup_device(**cfg.group("device"))
-        net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
-        cfg = cfg.updated(**settings)
+        net, cfg = trained_network(cfg)
+        settings = checkpoint_settings(cfg)
         separate = Separator(net)
         protocol, segment_len = evaluation_protocol(cfg.eval_protocol, cfg.samples("eval_segment"), cfg.sample_rate)
     label = protocol_label(protocol, segment_len, cfg.sample_rate)

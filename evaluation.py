@@ -1,13 +1,11 @@
 """The evaluation protocols: how a test utterance is cut for a network, put back together, scored
-and summed up, and where the results are written. One module for evaluate.py, the 310 path
-(files_310.py, postprocess.py) and the training segments (data.py), so each rule exists once.
+and summed up, and where the results are written. One module for evaluate.py and the 310 path
+(files_310.py, postprocess.py), so each rule exists once.
 
 Protocols: "whole" utterances; "pieces", consecutive fixed-length pieces (the last zero-padded)
 put back together; "zoo", the model zoo's fixed-length segments scored one by one (evaluate.py
 says more).
 """
-import csv
-import json
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from datetime import datetime
@@ -15,21 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from errors import UserError
 import report
+import results
+from data import segment_starts
+from errors import UserError
 from fileio import atomic_paths, check_output_dir
 from metrics import match_sources, score, sdr_and_improvement
-
-
-def segment_starts(length, segment_len, hop):
-    """Starts of the segment_len-long segments of an utterance of `length` samples, every `hop`
-    samples, plus the last segment_len samples whenever length is not a multiple of segment_len
-    (even if a hop already ends there, as the model zoo's generator does); none if it is shorter.
-    The zoo scores segments a whole segment apart and trains on segments half a segment apart."""
-    starts = list(range(0, length - segment_len + 1, hop))
-    if starts and length % segment_len:
-        starts.append(length - segment_len)
-    return starts
 
 
 def pieces(length, piece_len):
@@ -163,29 +152,24 @@ def summarize(rows, protocol, segment_len, sample_rate, utterances, **about):
 def check_results_dir(results_dir):
     """--results_dir can take the results and their report (before any work)."""
     check_output_dir(results_dir, "--results_dir")
-    report.check_replaceable(Path(results_dir) / report.REPORT)
+    report.check_replaceable(Path(results_dir) / results.REPORT)
     report.check_audio_folder(results_dir)
 
 
 def write_results(rows, summary, results_dir, extremes, comparison=None):
-    """per_utterance.csv (zoo: per_segment.csv), summary.json and the listening report (report.html
-    and the audio of the report.Extremes it plays; a report.Comparison's scores beside its own) in
-    results_dir, replaced together, whole, or not at all. The report is made from the files as written."""
+    """The results (results.py) and the listening report (report.html and the audio of the
+    report.Extremes it plays; a results.Comparison's scores beside its own) in results_dir, replaced
+    together, whole, or not at all. The report is drawn from the files as written."""
     results_dir = Path(results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    table_name = report.results_file(summary)
-    targets = [results_dir / name for name in (table_name, "summary.json", report.REPORT, report.AUDIO_DIR)]
-    with atomic_paths(*targets) as (table, summary_tmp, page, audio):
-        with open(table, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        summary_tmp.write_text(json.dumps(summary, indent=1) + "\n")
+    names = (results.table_name(summary), results.SUMMARY, results.REPORT, results.AUDIO_DIR)
+    with atomic_paths(*(results_dir / name for name in names)) as (table, summary_file, page, audio):
+        results.write_table(table, rows)
+        results.write_summary(summary_file, summary)
         audio.mkdir()
         report.write_item_audio(audio, extremes, summary["sample_rate"])
-        text, _ = report.evaluation_report(table, summary_tmp, audio, results_dir, datetime.now(), table_name,
-                                           comparison)
-        page.write_text(text)
+        evaluation = results.read(table, summary_file, audio / results.ITEMS)
+        page.write_text(report.evaluation_report(evaluation, audio, results_dir, datetime.now(), comparison)[0])
 
 
 def print_summary(summary):
@@ -199,5 +183,5 @@ def print_summary(summary):
 
 def print_written(summary, results_dir):
     results_dir = Path(results_dir)
-    print(f"detailed results: {results_dir / report.results_file(summary)}")
-    print(f"listening report: {results_dir / report.REPORT} (open it in a browser)")
+    print(f"detailed results: {results_dir / results.table_name(summary)}")
+    print(f"listening report: {results_dir / results.REPORT} (open it in a browser)")

@@ -17,7 +17,7 @@ converter_lite (scripts/convert_310.sh; `--check_onnx FILE` checks one again).
 
 from config import load_config
 
-from checkpoint import checkpoint_settings, network_from_checkpoint
+from checkpoint import trained_network
 from device import setup_device
 from errors import ArgumentParser, run_main
 from fileio import check_output_file, one_writer_of_file
@@ -32,7 +32,7 @@ def main(argv=None):
                         "--export_target form and that every operator of it runs there")
     parser.add_argument("--check_onnx", default="", help="only check that every operator of this ONNX file "
                         "converts for Ascend with MindSpore Lite's converter_lite (scripts/convert_310.sh)")
-    cfg = load_config(argv, parser)
+    cfg = load_config(argv, parser, offers=("ckpt_path", "export", "device"))
     if cfg.check_onnx:
         print(check_onnx_for_ascend(cfg.check_onnx))
         return
@@ -52,9 +52,7 @@ def main(argv=None):
 
 
 def export(cfg, file_name, export_target):
-    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit,
-                                            TARGETS[export_target])
-    cfg = cfg.updated(**settings)
+    net, cfg = trained_network(cfg, TARGETS[export_target])
     length = cfg.samples("export_length")
     path, summary = export_network(net, file_name, cfg.file_format, length, export_target)
     if summary:

@@ -26,8 +26,7 @@ MARKER = ".written_by_preprocess_310"  # in input/ and references/: a folder wit
 
 def check_ours(infer_dir):
     """UserError naming the first of infer_dir's OUTPUTS that preprocess_310.py did not write: a
-    manifest.json that is not one of ours, a folder with neither MARKER nor only files its manifest
-    lists (as earlier versions left them). Those are never replaced."""
+    manifest.json that is not one of ours, a folder without MARKER. Those are never replaced."""
     infer_dir = Path(infer_dir)
     try:
         manifest = read_manifest(infer_dir)[0]
@@ -40,19 +39,10 @@ def check_ours(infer_dir):
         if name == "manifest.json":
             ours = manifest is not None
         else:
-            ours = path.is_dir() and not path.is_symlink() and (
-                (path / MARKER).is_file() or _only_listed(path, manifest))
+            ours = path.is_dir() and not path.is_symlink() and (path / MARKER).is_file()
         if not ours:
             raise UserError(f"{path} exists and was not written by preprocess_310.py, which replaces only its "
                             f"own {', '.join(OUTPUTS)}: move it away or choose another --infer_dir")
-
-
-def _only_listed(folder, manifest):
-    if manifest is None:
-        return False
-    listed = ({piece["bin"] for piece in manifest["pieces"]} if folder.name == "input"
-              else {f"{mixture_id}.npy" for mixture_id in manifest["utterances"]})
-    return all(p.name in listed for p in folder.iterdir())
 
 
 def write_inputs(utterances, infer_dir, protocol, piece_len, num_spks, sample_rate):

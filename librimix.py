@@ -309,10 +309,6 @@ class OutputSet:
             if os.path.realpath(item) == live or (pid and process_alive(int(pid[1]))):
                 continue
             shutil.rmtree(item, ignore_errors=True)
-        for legacy in self.out_dir.glob(".preprocess-*.partial"):  # earlier versions' work folders
-            pid = re.fullmatch(r"\.preprocess-(\d+)\.partial", legacy.name)
-            if pid and not process_alive(int(pid[1])):
-                shutil.rmtree(legacy, ignore_errors=True)
         for link in self.out_dir.iterdir():
             if self.is_ours(link.name) and not link.exists():
                 link.unlink()

@@ -9,7 +9,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn, ops
 
-from model import EPS
+from metrics import EPS
 
 
 class PermutationInvariantSISNR(nn.Cell):

@@ -11,7 +11,8 @@ from itertools import permutations
 import numpy as np
 
 from errors import UserError
-from model import EPS
+
+EPS = 1e-8  # the floor under every variance and energy: the numpy scores here, the model's norms, the loss
 
 
 def si_snr(estimate, reference):
@@ -36,11 +37,16 @@ def sdr_and_improvement(estimates, sources, mixture):
     return float(np.mean(sdr)), float(np.mean(sdr - sdr_mixture))
 
 
+def best_permutation(estimates, references, similarity):
+    """The order (a list of indices) of estimates [C, ...] under which similarity(estimates[order],
+    references), one value per talker, sums highest: permutation-invariant matching."""
+    return list(max(permutations(range(len(references))),
+                    key=lambda order: similarity(estimates[list(order)], references).sum()))
+
+
 def match_sources(estimates, sources):
     """estimates [C, T] permuted to the order of sources [C, T] that maximises the mean SI-SNR."""
-    best = max(permutations(range(len(sources))),
-               key=lambda perm: si_snr(estimates[list(perm)], sources).mean())
-    return estimates[list(best)]
+    return estimates[best_permutation(estimates, sources, si_snr)]
 
 
 def score(mixture, sources, estimates, mixture_id):

@@ -33,8 +33,8 @@ from mindspore.common.initializer import HeUniform, XavierNormal, initializer
 
 from layers import (RNNS, FusedLSTM, Linear, PointwiseConv, PReLU, cumsum_by_products, expand_as, matmul,
                     matmul_transposed, pad_axis, recurrent_layer)
+from metrics import EPS
 
-EPS = 1e-8  # the floor under every variance and energy: the norms here, the loss, the numpy scores
 
 
 class _ChannelAffine(nn.Cell):
@@ -130,10 +130,8 @@ class CumulativeLayerNorm(_ChannelAffine):
 
 
 # Asteroid's names: gLN global, cgLN cumulative (causal), and "ln" per position, which Asteroid
-# calls cLN (channel-wise); "cln" was this project's name for the cumulative one until 2026-12 and
-# stays its alias, so older configs and checkpoints build the same network
+# calls cLN (channel-wise)
 NORMS = {"gln": GlobalLayerNorm, "cgln": CumulativeLayerNorm, "ln": ChannelLayerNorm}
-NORM_ALIASES = {"cln": "cgln"}
 
 
 class _Filterbank(nn.Cell):
@@ -181,6 +179,12 @@ class Decoder(_Filterbank):
         return ops.concat((first[:, :1], overlapped, second[:, -1:]), axis=1).reshape(batch, -1)
 
 
+def chunk_padding(length, chunk_size):
+    """The zero frames split_chunks puts after `length` frames (before its last half chunk), so that
+    half a chunk, the frames and these make whole chunks."""
+    return chunk_size - (chunk_size // 2 + length % chunk_size) % chunk_size
+
+
 def split_chunks(x, chunk_size):
     """Cut frames into chunks of K with hop K/2, zero-padded so every frame lies in two chunks.
 
@@ -188,7 +192,7 @@ def split_chunks(x, chunk_size):
     """
     batch, length, channels = x.shape
     hop = chunk_size // 2
-    gap = chunk_size - (hop + length % chunk_size) % chunk_size
+    gap = chunk_padding(length, chunk_size)
     # a fixed pad cut to length: a graph compiled for any length cannot pad by a computed amount
     x = pad_axis(x, 1, hop, chunk_size + hop)[:, :hop + length + gap + hop]
     first = x[:, :-hop].reshape(batch, -1, chunk_size, channels)
@@ -334,7 +338,6 @@ class DPRNN(nn.Cell):
                  rnn_type="LSTM", norm="gln", dropout=0.0, bidirectional=True, num_layers=6, K=250,
                  num_spks=2, init="asteroid", causal=False, lstm_for=None):
         super().__init__()
-        norm = NORM_ALIASES.get(norm, norm)
         check_model_args(kernel_size, rnn_type, norm, K, num_spks, init, causal)
         self.kernel_size = kernel_size
         self.num_spks = num_spks

@@ -22,7 +22,7 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--infer_dir", default="infer_310", help="preprocess_310.py's output folder")
     parser.add_argument("--result_dir", default="", help="result bins (default: INFER_DIR/result_Files)")
-    cfg = load_config(argv, parser)
+    cfg = load_config(argv, parser, offers=("cal_sdr", "num_workers", "report_items", "results_dir"))
     check_results_dir(cfg.results_dir)
     with one_writer(cfg.results_dir, "--results_dir"):
         score(cfg)

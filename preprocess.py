@@ -23,7 +23,9 @@ def main(argv=None):
     parser.add_argument("--in_dir", required=True, help="LibriMix folder (e.g. Libri2Mix/wav8k/min) "
                         "or model-zoo folder with tr/ cv/ tt/")
     parser.add_argument("--out_dir", default=None, help="output folder (default: data_dir)")
-    cfg = load_config(argv, parser)
+    cfg = load_config(argv, parser, offers=("data_dir", "mix_type", "train_split", "valid_split", "test_split",
+                                            "train_name", "valid_name", "test_name", "shard_num", "num_workers",
+                                            "skip_bad", "sample_rate", "num_spks"))
     print_summary(preprocess(cfg.in_dir, cfg.out_dir or cfg.data_dir, cfg))
 
 

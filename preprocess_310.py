@@ -26,7 +26,8 @@ from files_310 import write_inputs
 def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--infer_dir", default="infer_310", help="output folder")
-    cfg = load_config(argv, parser)
+    cfg = load_config(argv, parser, offers=("data_dir", "test_name", "num_spks", "sample_rate", "eval_protocol",
+                                            "export_length"))
     check_output_dir(cfg.infer_dir, "--infer_dir")
     with one_writer(cfg.infer_dir, "--infer_dir"):
         write_bins(cfg)

@@ -12,14 +12,12 @@ Both are one template (PAGE) filled with escaped text. Audio is referenced relat
 without its audio folder. The few lines of JavaScript sort the table.
 """
 import base64
-import csv
 import heapq
 import html
 import io
 import json
 import os
 import re
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -30,14 +28,11 @@ from tqdm import tqdm
 
 from errors import UserError
 from fileio import atomic_path
+from results import AUDIO_DIR, ITEMS, REPORT, read_evaluation, row_id, row_key, table_name
 
 GENERATOR = "dprnn-mindspore listening report"  # marks pages this module wrote: only those are replaced
-REPORT, AUDIO_DIR, LISTEN = "report.html", "report_audio", "listen.html"
-ITEMS = "items.json"  # in AUDIO_DIR: which utterances have audio, and their files
+LISTEN = "listen.html"
 SPECTROGRAM_SECONDS = 30
-# Debian's chromium and chromium-driver, or where CHROMIUM and CHROMEDRIVER say (scripts/run_tests.sh reads them too)
-CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 
 PAGE = """<!doctype html>
 <html lang="en">
@@ -254,16 +249,6 @@ class Extremes:
         return [("worst", *item[2:]) for item in worst] + [("best", *item[2:]) for item in best]
 
 
-def row_key(row):
-    """What names a scored item in the results table: its mixture_ID, and a zoo segment's start."""
-    return {name: str(row[name]) for name in ("mixture_ID", "start") if name in row}
-
-
-def row_id(row):
-    """row_key() as a dictionary key."""
-    return tuple(row_key(row).items())
-
-
 def listening_level(signal):
     """A signal scaled down as a whole if it would exceed full scale in 16 bits (never clipped)."""
     peak = float(np.abs(signal).max(initial=0.0))
@@ -289,78 +274,6 @@ def write_item_audio(folder, extremes, sample_rate):
                      subtype="PCM_16")
         listed.append({"key": row_key(row), "rank": rank, "folder": name, "files": list(signals)})
     (folder / ITEMS).write_text(json.dumps(listed, indent=1) + "\n")
-
-
-def read_table(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def results_file(summary):
-    """The results table's name: per_utterance.csv, or per_segment.csv for the model zoo's protocol."""
-    return "per_segment.csv" if "segments" in summary else "per_utterance.csv"
-
-
-def read_evaluation(results_dir, option):
-    """(summary, its table's rows) of the evaluation in results_dir; `option` names the argument
-    that gave the folder."""
-    path = Path(results_dir) / "summary.json"
-    try:
-        summary = json.loads(path.read_text())
-        path = Path(results_dir) / results_file(summary)
-        return summary, read_table(path)
-    except (OSError, ValueError, csv.Error) as err:
-        raise UserError(f"{path}: {getattr(err, 'strerror', None) or err}: {option} must hold an evaluation "
-                        f"(evaluate.py writes it)") from None
-
-
-class Comparison:
-    """Another evaluation of the same test set (another checkpoint's results_dir, or the 310
-    path's), whose scores a report shows beside its own, item by item."""
-
-    def __init__(self, results_dir):
-        self.results_dir = Path(results_dir)
-        self.summary, rows = read_evaluation(results_dir, "--compare_with")
-        self.si_snri = {row_id(row): row["SI-SNRi"] for row in rows}
-        self.name = self.summary.get("model") or str(results_dir)
-
-    def check(self, protocol, sample_rate):
-        """Only scores of one protocol at one sample rate compare: a one-line error otherwise. A rate
-        one side does not record (summary.json before listening reports) is taken to match."""
-        theirs = (self.summary.get("protocol"), self.summary.get("sample_rate") or sample_rate)
-        if theirs != (protocol, sample_rate or theirs[1]):
-            raise UserError(f"{self.results_dir} was scored as {theirs[0]!r} at {theirs[1]} Hz, this evaluation "
-                            f"as {protocol!r} at {sample_rate} Hz: --compare_with takes an evaluation by the "
-                            f"same protocol of the same test set")
-
-    def changes(self, rows):
-        """{row_id: SI-SNRi here minus there} of the rows the other evaluation scored too."""
-        return {row_id(r): float(r["SI-SNRi"]) - float(self.si_snri[row_id(r)])
-                for r in rows if row_id(r) in self.si_snri}
-
-    def summary_entries(self, rows, unit, settings):
-        """(term, description) pairs for the report's summary; `settings`: this evaluation's model
-        settings, which the other's are described against."""
-        changes = list(self.changes(rows).values())
-        if not changes:
-            raise UserError(f"no {unit} of {self.results_dir} is in this evaluation: --compare_with takes an "
-                            f"evaluation of the same test set")
-        theirs = self.summary.get("model_args")
-        if not (theirs and settings):
-            described = "not recorded" + (" here" if theirs else "")
-        else:
-            differing = [f"{k} {v} (here {settings.get(k, 'not recorded')})"
-                         for k, v in theirs.items() if settings.get(k) != v]
-            described = ", ".join(differing) or "as here"
-        described = (f"{self.name}: SI-SNRi {np.mean([float(v) for v in self.si_snri.values()]):.2f} dB on "
-                     f"average; model settings {described}")
-        change = (f"{np.mean(changes):+.2f} dB on average over the {len(changes)} {unit}s both scored: "
-                  f"higher on {sum(c > 0 for c in changes)}, lower on {sum(c < 0 for c in changes)} "
-                  f"(at most {max(changes):+.2f} and {min(changes):+.2f} dB)")
-        unmatched = [(len(rows) - len(changes), "only here"), (len(self.si_snri) - len(changes), "only there")]
-        if any(count for count, _ in unmatched):
-            change += "; " + ", ".join(f"{count} {where}" for count, where in unmatched)
-        return [("Compared with", described), ("SI-SNRi change", change)]
 
 
 def decibels(value):
@@ -439,28 +352,20 @@ def item_card(anchor, title, scores, files, page_dir, audio_files, captions, sam
             + image(spectrograms(signals, sample_rate), f"spectrograms of {title}") + "</section>")
 
 
-def evaluation_report(table, summary, audio, results_dir, evaluated, table_name, comparison=None):
-    """(report.html's text, its notes) from the results: the table and summary.json (paths, possibly
-    still under temporary names) and the audio folder (AUDIO_DIR's content, which may be missing);
-    links use the final names (table_name, AUDIO_DIR). A Comparison adds its scores: the change in
-    the summary, a scatter of both SI-SNRi and two columns of the table."""
-    rows = read_table(table)
-    summary = json.loads(Path(summary).read_text())
-    items = json.loads((Path(audio) / ITEMS).read_text()) if (Path(audio) / ITEMS).is_file() else None
-    notes = []
-    if items is None:
-        notes.append(f"no audio in {results_dir} (an evaluation from before listening reports): this report "
-                     f"has no players; run evaluate.py again to hear the worst and the best utterances")
-    elif not items:
-        notes.append("report_items is 0: this report has no players")
-    items = items or []
+def evaluation_report(evaluation, audio, results_dir, evaluated, comparison=None):
+    """(report.html's text, its notes) from a results.Evaluation and the audio folder it lists
+    (AUDIO_DIR, possibly still under a temporary name); links use the final names. A Comparison adds
+    its scores: the change in the summary, a scatter of both SI-SNRi and two columns of the table."""
+    summary, rows, items = evaluation.summary, evaluation.rows, evaluation.items
+    table = table_name(summary)
+    notes = [] if items else ["report_items is 0: this report has no players"]
     by_key = {row_id(r): r for r in rows}
     listened = {row_id(item["key"]): f"item-{k}" for k, item in enumerate(items)}
     sections = {"worst": [], "best": []}
     for k, item in enumerate(items):
         row = by_key.get(row_id(item["key"]))
         if row is None:
-            raise UserError(f"{Path(audio) / ITEMS} lists {item['key']}, which {table_name} does not hold: "
+            raise UserError(f"{Path(audio) / ITEMS} lists {item['key']}, which {table} does not hold: "
                             f"the folder mixes two evaluations; run evaluate.py again")
         captions = ["mixture"] + [Path(f).stem.replace("_", " ") for f in item["files"][1:]]
         title = item["key"]["mixture_ID"] + (f" from sample {item['key']['start']}" if "start" in item["key"] else "")
@@ -470,18 +375,19 @@ def evaluation_report(table, summary, audio, results_dir, evaluated, table_name,
         files = [Path(results_dir) / AUDIO_DIR / item["folder"] / f for f in item["files"]]
         sources = [Path(audio) / item["folder"] / f for f in item["files"]]
         sections[item["rank"]].append(item_card(f"item-{k}", title, scores, files, results_dir, sources, captions,
-                                                summary.get("sample_rate") or sf.info(str(sources[0])).samplerate))
+                                                summary["sample_rate"]))
     unit = "segment" if "start" in rows[0] else "utterance"
     compared = []
     if comparison:
-        comparison.check(summary.get("protocol"), summary.get("sample_rate"))
+        comparison.check(summary["protocol"], summary["sample_rate"])
         compared = comparison.summary_entries(rows, unit, summary.get("model_args"))
-    body = [summary_list(summary, rows, evaluated, table_name, compared)]
+    body = [summary_list(summary, rows, evaluated, table, compared)]
     body += [f'<p class="note">{esc(note)}</p>' for note in notes]
     body += [f"<h2>SI-SNRi per {unit}</h2>", histogram_svg([float(r["SI-SNRi"]) for r in rows], "SI-SNRi", f"{unit}s")]
     if comparison:
         changes = comparison.changes(rows)
-        points = [(float(comparison.si_snri[row_id(r)]), float(r["SI-SNRi"])) for r in rows if row_id(r) in changes]
+        points = [(float(comparison.si_snri[row_id(r)]), float(r["SI-SNRi"])) for r in rows
+                  if row_id(r) in changes]
         here, there = Path(summary.get("model", "this evaluation")).name, Path(comparison.name).name
         body += [f"<h2>SI-SNRi per {unit}, against {esc(comparison.name)}</h2>",
                  f"<p>One point per {unit}: above the dashed diagonal (blue) {esc(here)} scored it higher than "
@@ -498,12 +404,11 @@ def write_evaluation_report(results_dir, comparison=None):
     """report.html from what results_dir holds (evaluate.py --report_only), with a Comparison's
     scores if given: the notes it made."""
     results_dir = Path(results_dir)
-    table_name = results_file(read_evaluation(results_dir, "--results_dir")[0])
+    evaluation = read_evaluation(results_dir, "--results_dir")
     check_replaceable(results_dir / REPORT)
     check_audio_folder(results_dir)
-    table = results_dir / table_name
-    text, notes = evaluation_report(table, results_dir / "summary.json", results_dir / AUDIO_DIR, results_dir,
-                                    datetime.fromtimestamp(table.stat().st_mtime), table_name, comparison)
+    made = datetime.fromtimestamp((results_dir / table_name(evaluation.summary)).stat().st_mtime)
+    text, notes = evaluation_report(evaluation, results_dir / AUDIO_DIR, results_dir, made, comparison)
     with atomic_path(results_dir / REPORT) as tmp:
         Path(tmp).write_text(text)
     return notes
@@ -528,52 +433,3 @@ def write_listening_page(out_dir, entries):
     with atomic_path(path) as tmp:
         Path(tmp).write_text(listening_page(entries, out_dir))
     return path
-
-
-@contextmanager
-def browser(width=1200, height=900):
-    """Headless Chromium (Debian's chromium and chromium-driver) driven by Selenium, logging the
-    page's console, allowed to read local files (the tests decode a page's audio); one line saying
-    how to install it when it is missing."""
-    try:
-        from selenium import webdriver
-        from selenium.common.exceptions import WebDriverException
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        raise UserError("selenium is not installed: .venv/bin/pip install -r requirements.txt") from None
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        raise UserError(f"no headless browser at {CHROMIUM} and {CHROMEDRIVER}: install Debian's Chromium and "
-                        f"its driver with `apt-get install -y chromium chromium-driver` (bash scripts/run_tests.sh "
-                        f"does it), or set CHROMIUM and CHROMEDRIVER to where they are")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--autoplay-policy=no-user-gesture-required", f"--window-size={width},{height}",
-                     "--hide-scrollbars", "--mute-audio", "--allow-file-access-from-files"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    except WebDriverException as err:
-        raise UserError(f"Chromium did not start: {str(err).strip().splitlines()[0]}") from None
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def screenshot(page_path, png_path, width=1200, height=0):
-    """A PNG of the page as Chromium draws it at `width` CSS pixels (a phone: 390), its top `height`
-    pixels (0: the whole page)."""
-    def screen(driver, screen_height):
-        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-            "width": width, "height": screen_height, "deviceScaleFactor": 1, "mobile": width < 600})
-
-    with browser(width, max(height, 600)) as driver:
-        screen(driver, max(height, 600))
-        driver.get(Path(page_path).resolve().as_uri())
-        if not height:
-            height = driver.execute_script("return document.documentElement.scrollHeight")
-            screen(driver, height)
-        with atomic_path(png_path) as tmp:
-            Path(tmp).write_bytes(driver.get_screenshot_as_png())

@@ -15,7 +15,6 @@ export correctly on this device? Run it before a long training or a deployment.
 Prints a PASS/FAIL/SKIP table and exits 1 if anything failed. `--make_golden` (CPU only) writes the
 golden files anew from a freshly initialised tiny model: only after a deliberate model change.
 """
-import sys
 
 from config import load_config
 
@@ -29,7 +28,7 @@ def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--golden_dir", default=str(GOLDEN_DIR), help="tiny.ckpt and golden.npz")
     parser.add_argument("--make_golden", action="store_true", help="write the golden files anew (CPU)")
-    cfg = load_config(TINY + (sys.argv[1:] if argv is None else argv), parser, verbose=False)
+    cfg = load_config(argv, parser, verbose=False, offers=("device",)).updated(**TINY)
     if cfg.make_golden:
         make_golden(cfg, cfg.golden_dir)
         return

@@ -20,7 +20,7 @@ incrementally, so memory does not grow with the file's length; each window's tal
 to the previous window's on their overlap, and the overlap is cross-faded; `--window 0` separates
 each file in one pass. `--streaming` feeds a causal model's checkpoint (causal: true) the file in
 blocks of `--block_ms` and writes what it outputs as it comes (streaming.StreamingSeparator): the
-same output as `--window 0`, with the model's latency (README, "Real-time separation").
+same output as `--window 0`, with the model's latency (docs/separation.md).
 """
 from pathlib import Path
 
@@ -30,7 +30,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from checkpoint import checkpoint_settings, network_from_checkpoint
+from checkpoint import trained_network
 from device import setup_device
 from errors import ArgumentParser, UserError, run_main
 from fileio import OutputError, atomic_path, check_output_dir, one_writer
@@ -51,8 +51,7 @@ def make_separation(cfg):
     if cfg.mindir:
         separator = FixedLengthSeparator(load_mindir(cfg.mindir), cfg.samples("export_length"))
         return WindowedSeparation(separator, cfg.sample_rate, cfg.export_length), cfg
-    net, settings = network_from_checkpoint(cfg.ckpt_path, checkpoint_settings(cfg), cfg.explicit)
-    cfg = cfg.updated(**settings)
+    net, cfg = trained_network(cfg)
     if cfg.streaming:
         try:
             separator = StreamingSeparator(net)
@@ -73,7 +72,9 @@ def main(argv=None):
     parser.add_argument("--streaming", action="store_true",
                         help="feed a causal checkpoint the input block by block (streaming.StreamingSeparator)")
     parser.add_argument("--block_ms", type=float, default=20.0, help="milliseconds per block with --streaming")
-    cfg = load_config(argv, parser, verbose=False)
+    # model settings come with the checkpoint; num_spks, sample_rate, export_length are an exported model's
+    cfg = load_config(argv, parser, verbose=False, offers=("ckpt_path", "window", "export_length", "sample_rate",
+                                                           "num_spks", "device"))
     if not (cfg.mindir or cfg.onnx or cfg.ckpt_path):
         raise UserError("pass --ckpt_path CHECKPOINT, --mindir MODEL or --onnx MODEL")
     setup_device(**cfg.group("device"))

@@ -11,7 +11,6 @@ network_define.ValidationNetwork).
 import os
 import re
 from contextlib import ExitStack
-from itertools import permutations
 from pathlib import Path
 
 import librosa
@@ -24,6 +23,7 @@ from tqdm import tqdm
 from device import eager_mode
 from errors import UserError, reason_of
 from fileio import LOCK, atomic_paths, cannot_write, made_folders, run_own
+from metrics import best_permutation
 from mindir import check_form
 from model import BlockLoopNetwork
 
@@ -210,14 +210,14 @@ def mixture_gains(estimates, mixture):
     window is brought to the level the talkers have in the recording: the gains under which the
     estimates add up to the mixture. A gain never changes an estimate's SI-SNR.
     """
-    gains = np.linalg.lstsq(estimates.T.astype(np.float64), mixture.astype(np.float64), rcond=None)[0]
-    return gains.astype(np.float32)
+    wide = estimates.astype(np.float64)
+    return least_squares_gains(wide @ wide.T, wide @ mixture.astype(np.float64))
 
 
-def best_order(previous_tail, overlap):
-    """The order of this window's talkers [C, O] that best continues the previous window's [C, O]."""
-    return max(permutations(range(len(overlap))),
-               key=lambda perm: sum(np.dot(previous_tail[c], overlap[p]) for c, p in enumerate(perm)))
+def least_squares_gains(gram, cross):
+    """mixture_gains from its normal equations' E E^T [C, C] and E m [C] (float64): what a stream
+    (streaming.StreamingSeparation) sums up block by block."""
+    return np.linalg.lstsq(gram, cross, rcond=None)[0].astype(np.float32)
 
 
 def check_input_finite(samples, source, start):
@@ -276,7 +276,8 @@ class WindowedSeparation:
             # every window but the last is a full one
             estimates = self._separate_chunk(chunk, rate, compile_now=len(starts) > 2 and start != starts[-1])
             if tail is not None:
-                estimates = estimates[list(best_order(tail, estimates[:, :len(tail[0])]))]
+                # this window's talkers in the order that best continues the previous window's
+                estimates = estimates[best_permutation(estimates[:, :len(tail[0])], tail, lambda a, b: (a * b).sum(-1))]
                 head = len(tail[0])
                 estimates[:, :head] = tail * (1 - fade_in[:head]) + estimates[:, :head] * fade_in[:head]
             last = start == starts[-1]

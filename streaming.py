@@ -19,8 +19,8 @@ import mindspore as ms
 import numpy as np
 
 from errors import UserError
-from model import ChunkStep, GlobalLayerNorm, unpack_state
-from separation import check_input_finite, check_output_finite
+from model import ChunkStep, GlobalLayerNorm, chunk_padding, unpack_state
+from separation import check_input_finite, check_output_finite, least_squares_gains
 
 
 def latency_samples(kernel_size, K):
@@ -93,7 +93,7 @@ class StreamingSeparator:
             raise ValueError(f"a stream needs at least kernel_size ({2 * self.hop}) samples, got {total}")
         frames = math.ceil(total / self.hop) - 1            # the model's frames: input padded to whole strides
         K, P = self.chunk_size, self.chunk_hop
-        chunks = (P + frames + K - (P + frames % K) % K) // P    # split_chunks' padding
+        chunks = (P + frames + chunk_padding(frames, K)) // P
         needed = (P + 1) * self.hop
         out = []
         for step in range(self.steps, chunks):
@@ -102,7 +102,8 @@ class StreamingSeparator:
             valid = (np.arange(step * P, (step + 1) * P) < frames).astype(np.float32).reshape(1, P, 1)
             out.append(self._step(samples, ms.Tensor(valid)))
             self.samples = self.samples[P * self.hop:]
-        decoder_tail = unpack_state(self.state, self.step.rnn_sizes)[4]
+        _norm_totals, _features, _frames, _chunk_tail, decoder_tail, _blocks = unpack_state(self.state,
+                                                                                            self.step.rnn_sizes)
         out.append(decoder_tail.asnumpy())                  # the last frame's second half
         result = self._emit(out, total)
         self.reset()
@@ -190,5 +191,4 @@ class StreamingSeparation:
             unmatched = np.concatenate([unmatched, data])
             write(self.separator.push(data))
         write(self.separator.finish())
-        gains = np.linalg.lstsq(gram, cross, rcond=None)[0].astype(np.float32)
-        return peaks, gains
+        return peaks, least_squares_gains(gram, cross)

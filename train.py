@@ -15,7 +15,9 @@ from trainer import train
 
 def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    train(load_config(argv, parser))
+    train(load_config(argv, parser, offers=("data_dir", "train_name", "valid_name", "num_workers", "sample_rate",
+                                            "segment", "segment_mode", "dynamic_mixing", "cv_maxlen", "model",
+                                            "train", "device")))
 
 
 if __name__ == "__main__":

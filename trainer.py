@@ -203,9 +203,8 @@ def read_history(run_dir, epochs_done):
     if not log.is_file():
         return []
     with open(log, newline="") as f:
-        # a column an older version did not write stays empty in its rows
-        rows = [{k: v if v == "" else int(v) if k in ("epoch", "steps", "skipped_steps") else float(v)
-                 for k, v in row.items()} for row in csv.DictReader(f)]
+        rows = [{k: int(v) if k in ("epoch", "steps", "skipped_steps") else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
     return [row for row in rows if row["epoch"] <= epochs_done]
 
 

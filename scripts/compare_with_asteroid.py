@@ -177,7 +177,7 @@ def report(seed, sides):
           + ", ".join(f"{name} {side['test_si_snri']:.2f} dB" for name, side in sides.items()))
 
 
-def main():
+def main(argv=None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer_python", required=True, help="python of the peer's environment")
     parser.add_argument("--peer_trainer", required=True, help="the peer's train_asteroid.py")
@@ -190,7 +190,7 @@ def main():
     parser.add_argument("--n_test", type=int, default=20)
     parser.add_argument("--peer_encoder_relu", action="store_true",
                         help="also train the peer with the encoder ReLU (this project's architecture)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     for path in (args.peer_python, args.peer_trainer):
         if not Path(path).is_file():
             sys.exit(f"error: {path} not found: build the peer with `bash ../shared/peer/setup.sh` "

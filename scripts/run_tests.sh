@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
-# where tests/test_report.py's browser lives (report.browser reads the same two variables)
+# where tests/test_report.py's browser lives (scripts/browser.py reads the same two variables)
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium} CHROMEDRIVER=${CHROMEDRIVER:-/usr/bin/chromedriver}
 
 browser_missing() { ! [ -x "$CHROMIUM" ] || ! [ -x "$CHROMEDRIVER" ]; }

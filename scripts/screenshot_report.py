@@ -1,5 +1,5 @@
 """A PNG of a listening report (report.html, listen.html) as headless Chromium draws it: the README's
-pictures are made with it from the demo's report, by the code the browser tests use (report.py).
+pictures are made with it from the demo's report, by the code the browser tests use (browser.py).
 
     python scripts/screenshot_report.py outputs/demo/results/report.html docs/report.png --height 1100
     python scripts/screenshot_report.py outputs/demo/results/report.html docs/report_phone.png --width 390 --height 844
@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from errors import ArgumentParser, UserError, run_main  # noqa: E402  (after the path above)
+from browser import screenshot  # noqa: E402  (after the path above; beside this script)
+from errors import ArgumentParser, UserError, run_main  # noqa: E402
 from fileio import check_output_file  # noqa: E402
-from report import screenshot  # noqa: E402
 
 
 def main(argv=None):

@@ -16,6 +16,7 @@ _kernels = tempfile.mkdtemp(prefix=f"dprnn_kernels_{os.environ.get('PYTEST_XDIST
 os.environ["MS_COMPILER_CACHE_PATH"] = _kernels
 atexit.register(shutil.rmtree, _kernels, ignore_errors=True)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "scripts"))  # browser.py, the tests' browser driver
 
 from device import enable_kernel_fusion  # noqa: E402  (first: it sets MindSpore's environment)
 import mindspore as ms  # noqa: E402

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from device_check import TINY
+
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY_MODEL = ["--in_channels", "16", "--hidden_channels", "16", "--bn_channels", "16",
-              "--num_layers", "1", "--K", "20", "--kernel_size", "16"]
+TINY_MODEL = [arg for key, value in TINY.items() for arg in (f"--{key}", str(value))]  # the self-test's: compiles in seconds
 TINY_TRAINING = TINY_MODEL + ["--segment", "1", "--batch_size", "2"]
 
 

@@ -4,8 +4,7 @@ import pytest
 import soundfile as sf
 
 from config import UserError
-from data import eval_dataset, mindrecord_file, plan_epoch, read_index, train_dataset
-from evaluation import segment_starts
+from data import eval_dataset, mindrecord_file, plan_epoch, read_index, segment_starts, train_dataset
 
 
 def test_fixed_segments_hand_computed():

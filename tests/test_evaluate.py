@@ -17,8 +17,8 @@ from mindspore import nn
 from ascend310_infer.infer_cpu import infer_folder
 from checkpoint import build_network
 from config import UserError, load_config
-from data import mindrecord_file, read_split
-from evaluation import (evaluation_protocol, pieces, reassemble, score_utterances, segment_starts,
+from data import mindrecord_file, read_split, segment_starts
+from evaluation import (evaluation_protocol, pieces, reassemble, score_utterances,
                         separate_utterances, summarize)
 from files_310 import result_utterances
 from helpers import TINY_MODEL, script_main, write_310_inputs
@@ -422,19 +422,17 @@ def test_bad_checkpoints_are_one_line_errors(prepared, tmp_path, make_ckpt, mess
 
 
 def test_preprocess_310_replaces_only_its_own_files(prepared, tmp_path):
-    """A second run replaces the first's input/, references/ and manifest.json and nothing else; an
-    earlier version's folders (no marker, only files its manifest lists) count as its own; a folder of
-    the user's named input/ is refused and kept."""
+    """A second run replaces the first's input/, references/ and manifest.json and nothing else; a
+    folder of the user's named input/ (without preprocess_310.py's marker) is refused and kept."""
     cfg, data_dir = prepared
     cfg = load_config(["--data_dir", str(data_dir), *TINY_MODEL, "--export_length", "1"], verbose=False)
     infer = tmp_path / "infer"
     first = write_310_inputs(cfg, infer)
     (infer / "notes.txt").write_text("the user's")
-    (infer / "input" / ".written_by_preprocess_310").unlink()  # as an earlier version left it
     again = write_310_inputs(cfg, infer)
     assert again == first and (infer / "notes.txt").read_text() == "the user's"
     assert sorted(p.name for p in (infer / "input").glob("*.bin")) == [p["bin"] for p in first["pieces"]]
-    (infer / "input" / "mine.bin").write_bytes(b"the user's")  # no longer only what the manifest lists
+    (infer / "input" / "mine.bin").write_bytes(b"the user's")
     (infer / "input" / ".written_by_preprocess_310").unlink()
     with pytest.raises(UserError, match=f"^{infer / 'input'} exists and was not written by preprocess_310.py"):
         write_310_inputs(cfg, infer)
@@ -442,7 +440,7 @@ def test_preprocess_310_replaces_only_its_own_files(prepared, tmp_path):
 
 
 def test_the_zoo_scores_whole_segments_and_the_last_one_and_trains_on_half_overlapping_ones():
-    """One rule (evaluation.segment_starts) for both: length 10, segments of 4."""
+    """One rule (data.segment_starts) for both: length 10, segments of 4."""
     assert segment_starts(10, 4, 4) == [0, 4, 6]       # scored: consecutive, then the last 4 samples
     assert segment_starts(10, 4, 2) == [0, 2, 4, 6, 6]  # trained on: every half segment, then the last
     assert segment_starts(8, 4, 4) == [0, 4] and segment_starts(3, 4, 4) == []

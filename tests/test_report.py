@@ -17,12 +17,14 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+import browser
 import report
 from checkpoint import build_network
 from config import UserError, load_config
 from helpers import TINY_MODEL, script_main
 from librimix import preprocess
 from metrics import score
+from results import Comparison
 
 evaluate_main = script_main("evaluate.py")
 separate_main = script_main("separate.py")
@@ -135,7 +137,7 @@ def separated(tmp_path_factory, evaluated):
 
 @pytest.fixture(scope="module")
 def chromium():
-    with report.browser() as driver:
+    with browser.browser() as driver:
         yield driver
 
 
@@ -401,13 +403,12 @@ def test_the_comparison_names_the_model_settings_that_differ(tmp_path):
     (other / "per_utterance.csv").write_text("mixture_ID,seconds,SI-SNR,SI-SNRi\na,1.0,9.5,10.0\nb,2.0,11.5,12.5\n")
     here = [{"mixture_ID": "a", "SI-SNRi": "11.0"}, {"mixture_ID": "b", "SI-SNRi": "12.0"},
             {"mixture_ID": "c", "SI-SNRi": "3.0"}]
-    comparison = report.Comparison(other)
+    comparison = Comparison(other)
     entries = dict(comparison.summary_entries(here, "utterance", {"K": 250, "num_layers": 6}))
     assert entries["Compared with"] == "run1/best.ckpt: SI-SNRi 11.25 dB on average; model settings K 100 (here 250)"
     assert entries["SI-SNRi change"] == ("+0.25 dB on average over the 2 utterances both scored: higher on 1, "
                                          "lower on 1 (at most +1.00 and -0.50 dB); 1 only here, 0 only there")
     assert dict(comparison.summary_entries(here, "utterance", {}))["Compared with"].endswith("not recorded here")
-    comparison.check("whole utterances", None)  # an evaluation from before reports recorded no rate
     with pytest.raises(UserError, match="at 8000 Hz, this evaluation as 'whole utterances' at 16000 Hz"):
         comparison.check("whole utterances", 16000)
 
@@ -435,17 +436,16 @@ def test_an_evaluation_of_another_protocol_is_refused_before_work(compared, tmp_
     assert folder_hash(copy) == before
 
 
-def test_an_old_evaluation_gets_a_report_without_players(evaluated, tmp_path, capsys):
+def test_a_results_folder_without_its_audio_is_one_line(evaluated, tmp_path):
     results, _ = evaluated
-    old = tmp_path / "old results"
-    old.mkdir()
+    partial = tmp_path / "partial results"
+    partial.mkdir()
     for name in ("per_utterance.csv", "summary.json"):
-        shutil.copy(results / name, old / name)
-    evaluate_main(["--config_path", "/dev/null", "--results_dir", str(old), "--report_only"])
-    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
-    assert len(notes) == 1 and "no audio" in notes[0]
-    page = Page((old / "report.html").read_text())
-    assert not page.audio and sorted(page.rows) == sorted(Page((results / "report.html").read_text()).rows)
+        shutil.copy(results / name, partial / name)
+    with pytest.raises(UserError, match=f"{partial / 'report_audio' / 'items.json'}: No such file or directory: "
+                                        f"--results_dir must hold a whole evaluation"):
+        evaluate_main(["--config_path", "/dev/null", "--results_dir", str(partial), "--report_only"])
+    assert sorted(p.name for p in partial.iterdir()) == ["per_utterance.csv", "summary.json"]
 
 
 def test_a_failing_report_leaves_the_results_as_they_were(evaluated, tmp_path, monkeypatch):
@@ -488,7 +488,7 @@ def test_a_users_file_where_a_report_goes_is_refused_and_kept(evaluated, tmp_pat
 
 
 def test_without_a_browser_the_tests_say_how_to_install_one(monkeypatch):
-    monkeypatch.setattr(report, "CHROMIUM", Path("/nonexistent/chromium"))
+    monkeypatch.setattr(browser, "CHROMIUM", Path("/nonexistent/chromium"))
     with pytest.raises(UserError, match="apt-get install -y chromium chromium-driver"):
-        with report.browser():
+        with browser.browser():
             pass

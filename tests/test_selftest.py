@@ -129,7 +129,7 @@ from layers import emulate_dynamic_rnn
 ms.set_context(mode=ms.PYNATIVE_MODE, device_target="CPU")
 model, inputs, results = sys.argv[1:4]
 net, _ = network_from_checkpoint(Path(model).with_name("tiny.ckpt"),
-                                 checkpoint_settings(load_config(TINY, verbose=False)), target="Ascend")
+                                 checkpoint_settings(load_config([], verbose=False).updated(**TINY)), target="Ascend")
 net.set_train(False)
 emulate_dynamic_rnn(net)
 mixture = np.fromfile(Path(inputs) / "000000.bin", np.float32)[None]

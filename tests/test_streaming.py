@@ -53,8 +53,8 @@ def test_no_output_depends_on_input_further_ahead_than_the_stated_latency(kernel
     assert max(tight) == latency
 
 
-def test_readme_states_the_latency_of_the_default_and_demo_causal_models():
-    readme = (ROOT / "README.md").read_text()
+def test_the_docs_state_the_latency_of_the_default_and_demo_causal_models():
+    readme = (ROOT / "docs" / "separation.md").read_text()
     for argv in ([], ["--config_path", str(ROOT / "scripts" / "demo_causal_config.yaml")]):
         cfg = load_config(argv, verbose=False)
         ms_text = f"{latency_ms(cfg.kernel_size, cfg.K, cfg.sample_rate):.2f}".rstrip("0").rstrip(".") + " ms"
