@@ -20,7 +20,7 @@ from errors import UserError
 from evaluation import score_utterances, separate_utterances
 from fileio import atomic_paths, check_output_dir, one_writer
 from layers import emulate_dynamic_rnn
-from lite_app import APP, ASCEND_MINDIR, GOLDEN_DIR, HERE, RESTORE, compare, read_golden, run_app
+from lite_app import APP, ASCEND_MINDIR, HERE, RESTORE, compare, read_golden, run_app
 from mindir import export_network
 from separation import FixedLengthSeparator, load_mindir
 from train_wrapper import build_train_step

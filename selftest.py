@@ -20,8 +20,9 @@ from config import load_config
 
 import mindspore as ms
 
-from device_check import GOLDEN_DIR, TINY, make_golden, self_test
+from device_check import TINY, make_golden, self_test
 from errors import ArgumentParser, UserError, run_main
+from lite_app import GOLDEN_DIR
 
 
 def main(argv=None):
