@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -103,12 +104,15 @@ source scripts/common.sh
 hold {shlex.quote(str(folder))} --results_dir
 "$PYTHON" -c 'import sys; sys.path.insert(0, "."); from fileio import one_writer
 with one_writer(sys.argv[1], "--results_dir"): print("held", flush=True)' {shlex.quote(str(folder))}
-sleep 30
+sleep 30 &
+echo "started $!"
+wait
 """)
     env = dict(os.environ, PYTHON=sys.executable)
     running = subprocess.Popen(["bash", str(launcher)], stdout=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
     assert running.stdout.readline() == "held\n"  # its own process wrote into the held folder
+    assert running.stdout.readline().startswith("started ")  # a process of its own runs, holding the descriptor
     try:
         with pytest.raises(FolderInUse, match=re.escape(f"(pid {running.pid}: bash {launcher}); wait for it to end")):
             with one_writer(folder, "--results_dir"):
@@ -120,7 +124,8 @@ sleep 30
             with one_writer(folder, "--results_dir"):
                 pass
     finally:
-        os.killpg(running.pid, signal.SIGKILL)
+        with suppress(ProcessLookupError):
+            os.killpg(running.pid, signal.SIGKILL)
     for _ in range(100):  # the kernel lets go of the lock when the last holder is reaped
         try:
             with one_writer(folder, "--results_dir"):
