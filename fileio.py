@@ -221,13 +221,14 @@ def command_line():
 def lock_on(fd, lock_path, pid, command):
     """Take the lock of `lock_path` through `fd`, open on it, for the run of process `pid` started
     by `command`, and write them into it: "taken"; "busy" when another run holds it; "moved" when
-    the file was removed (its run ended) or replaced since `fd` was opened: close `fd`, open again.
+    the file was removed (its run ended) or replaced since `fd` was opened, whether or not its lock
+    was still held: close `fd`, open again.
     The operating system releases the lock when the last process holding `fd` ends, however it ends:
     a killed run never blocks the next one."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        return "busy"
+        return "busy" if lock_path.exists() else "moved"
     try:
         on_disk = os.stat(lock_path)
     except FileNotFoundError:
@@ -315,7 +316,7 @@ def _held(shown, lock_path, what_to_do):
             except UserError:
                 os.close(fd)
                 raise
-            if outcome == "taken" or (outcome == "busy" and lock_path.exists()):
+            if outcome != "moved":
                 break
             os.close(fd)
         if outcome == "busy":
@@ -340,7 +341,7 @@ def hold_for_shell(fd, lock_path, pid, command, option):
         outcome = lock_on(fd, lock_path, pid, command)
     except UserError as err:
         sys.exit(f"error: {err}")
-    if outcome == "moved" or (outcome == "busy" and not lock_path.exists()):
+    if outcome == "moved":
         sys.exit(75)
     if outcome == "busy" and (refusal := in_use(lock_path.parent, lock_path, way_out(option))):
         sys.exit(f"error: {refusal}")

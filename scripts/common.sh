@@ -10,14 +10,14 @@ LAUNCHER=$(printf '%q ' bash "$0" "$@")
 # one line naming this one and what to do (fileio.way_out(OPTION): wait, or choose another OPTION),
 # status 1. The lock file goes when the launcher exits.
 hold() {
-    local dir=$1 option=$2 status
+    local dir=$1 option=$2 lock=$1/.writer.lock status  # fileio.LOCK
     mkdir -p "$dir"
     while :; do
-        exec {HOLD_FD}<>"$dir/.writer.lock"
+        exec {HOLD_FD}<>"$lock"
         status=0
         "$PYTHON" -c 'import sys; from fileio import hold_for_shell
 hold_for_shell(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])' \
-            "$HOLD_FD" "$dir/.writer.lock" "$$" "${LAUNCHER% }" "$option" || status=$?
+            "$HOLD_FD" "$lock" "$$" "${LAUNCHER% }" "$option" || status=$?
         [ "$status" -eq 75 ] || break  # the file went or changed while it was opened: open it again
         exec {HOLD_FD}>&-
     done
@@ -25,7 +25,7 @@ hold_for_shell(int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4], sys
         exec {HOLD_FD}>&-
         return "$status"
     fi
-    HELD_LOCK=$dir/.writer.lock
+    HELD_LOCK=$lock
     trap release EXIT
 }
 
